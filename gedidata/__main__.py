@@ -1,0 +1,5 @@
+"""`python -m gedidata` runs the command line."""
+
+from gedidata.cli import main
+
+raise SystemExit(main())

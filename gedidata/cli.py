@@ -1,0 +1,222 @@
+"""Command line: parse arguments, build a `PipelineConfig`, call the stages. Nothing else."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gedidata import __version__
+from gedidata.config import STAGES, PipelineConfig, SclLimits
+from gedidata.errors import GedidataError, InputError, StageNotAvailableError
+
+logger = logging.getLogger("gedidata")
+
+EXIT_ERROR = 2
+EXIT_NOT_BUILT = 3
+
+
+def _size(text: str) -> int:
+    """Accept `6e6` as the original tool's users write it."""
+    try:
+        value = float(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from error
+    if value < 0 or value != int(value):
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return int(value)
+
+
+def _positive_int(text: str) -> int:
+    value = _size(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gedidata",
+        description=(
+            "Build ML datasets for aboveground-biomass estimation: GEDI L4A footprints with "
+            "co-located Sentinel-2 L2A, Copernicus DEM and ESA WorldCover windows, as HDF5."
+        ),
+        epilog=(
+            "Stages: combine (GEDI granules -> CSV), subset (day-of-year balanced sample), "
+            "extract (windows -> batch HDF5), fuse (batches -> one HDF5). Re-running the same "
+            "command resumes where it stopped."
+        ),
+    )
+    parser.add_argument("output_positional", nargs="?", metavar="OUT_DIR", help="output folder")
+    parser.add_argument("--output", "-o", help="output folder (same as OUT_DIR)")
+    parser.add_argument("--input", "-i", help="folder with GEDI L4A .h5 granules")
+    parser.add_argument("--version", action="version", version=f"gedidata {__version__}")
+
+    stages = parser.add_argument_group("stages and skip flags")
+    stages.add_argument("--stop-after", choices=STAGES[:3], help="end the run after this stage")
+    stages.add_argument("--path-aggregated-csv-train", metavar="CSV", help="use this combined CSV")
+    stages.add_argument("--path-aggregated-csv-test", metavar="CSV", help="use this combined CSV")
+    stages.add_argument("--path-subset-csv-train", metavar="CSV", help="use this subset CSV")
+    stages.add_argument("--path-subset-csv-test", metavar="CSV", help="use this subset CSV")
+    stages.add_argument(
+        "--fuse-hdf5-datasets", metavar="DIR", help="only fuse the batch files in DIR"
+    )
+    stages.add_argument(
+        "--demo", action="store_true", help="run the whole pipeline on a generated offline world"
+    )
+    stages.add_argument(
+        "--overwrite", action="store_true", help="replace existing outputs not made by this run"
+    )
+
+    combine = parser.add_argument_group("combine and subset")
+    combine.add_argument("--train-years", type=int, nargs="+", default=[2020], metavar="YEAR")
+    combine.add_argument("--test-years", type=int, nargs="+", default=[2021], metavar="YEAR")
+    combine.add_argument("--seed", type=int, default=0, help="seed of every random choice")
+    combine.add_argument(
+        "--max-relative-se",
+        type=float,
+        default=50.0,
+        metavar="PERCENT",
+        help="keep footprints with agbd_se / agbd below this (default 50)",
+    )
+    combine.add_argument(
+        "--bbox",
+        type=float,
+        nargs=4,
+        metavar=("WEST", "SOUTH", "EAST", "NORTH"),
+        help="keep only footprints inside this box (degrees)",
+    )
+    combine.add_argument("--max-size-training", type=_size, default=6_000_000, metavar="N")
+    combine.add_argument("--max-size-test", type=_size, default=2_000_000, metavar="N")
+    combine.add_argument(
+        "--plot-distribution",
+        action="store_true",
+        help="also plot the distribution of the full combined sets",
+    )
+
+    extract = parser.add_argument_group("extract (scene search and quality rules)")
+    extract.add_argument(
+        "--source",
+        default="planetary-computer",
+        help="planetary-computer, earth-search, or a profile .toml file",
+    )
+    extract.add_argument("--stac-url", help="override the source profile's STAC API URL")
+    extract.add_argument("--max-cloud-cover", type=float, default=25.0, metavar="PERCENT")
+    extract.add_argument("--search-days", type=int, default=10, metavar="DAYS")
+    extract.add_argument("--max-scene-candidates", type=_positive_int, default=3, metavar="N")
+    extract.add_argument("--max-slope", type=float, default=15.0, metavar="PERCENT")
+    defaults = SclLimits()
+    for name in ("cloud", "shadow", "snow", "water", "invalid"):
+        extract.add_argument(
+            f"--scl-max-{name}",
+            type=float,
+            default=getattr(defaults, name),
+            metavar="PERCENT",
+            help=f"largest {name} share of the window (default {getattr(defaults, name):g})",
+        )
+    extract.add_argument("--batch-size", type=_positive_int, default=1000, metavar="N")
+    extract.add_argument(
+        "--num-processors", type=_positive_int, default=os.cpu_count() or 1, metavar="N"
+    )
+
+    logs = parser.add_argument_group("logging")
+    logs.add_argument("--log-file", help="also write the log to this file")
+    logs.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    logs.add_argument("-q", "--quiet", action="store_true", help="warnings only, no progress bars")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> PipelineConfig:
+    output = args.output or args.output_positional
+    if args.output and args.output_positional and args.output != args.output_positional:
+        raise InputError(f"two output folders given: {args.output_positional} and {args.output}")
+    if not output:
+        raise InputError("an output folder is required (OUT_DIR or --output)")
+    if args.bbox is not None:
+        west, south, east, north = args.bbox
+        if not (west < east and south < north):
+            raise InputError(f"--bbox {args.bbox}: expected WEST < EAST and SOUTH < NORTH")
+    overlap = set(args.train_years) & set(args.test_years)
+    if overlap:
+        raise InputError(f"years {sorted(overlap)} are both train and test years")
+    if not args.max_relative_se > 0:
+        raise InputError(f"--max-relative-se {args.max_relative_se}: must be > 0")
+
+    def given(train: str | None, test: str | None) -> dict[str, Path]:
+        return {split: Path(path) for split, path in (("train", train), ("test", test)) if path}
+
+    return PipelineConfig(
+        output_dir=Path(output),
+        input_dir=Path(args.input) if args.input else None,
+        train_years=tuple(args.train_years),
+        test_years=tuple(args.test_years),
+        seed=args.seed,
+        max_relative_se=args.max_relative_se / 100.0,
+        bbox=tuple(args.bbox) if args.bbox else None,
+        max_size={"train": args.max_size_training, "test": args.max_size_test},
+        aggregated_csv=given(args.path_aggregated_csv_train, args.path_aggregated_csv_test),
+        subset_csv=given(args.path_subset_csv_train, args.path_subset_csv_test),
+        plot_distribution=args.plot_distribution,
+        num_processors=args.num_processors,
+        batch_size=args.batch_size,
+        source=args.source,
+        stac_url=args.stac_url,
+        max_cloud_cover=args.max_cloud_cover,
+        search_days=args.search_days,
+        max_scene_candidates=args.max_scene_candidates,
+        max_slope=args.max_slope,
+        scl_limits=SclLimits(
+            cloud=args.scl_max_cloud,
+            shadow=args.scl_max_shadow,
+            snow=args.scl_max_snow,
+            water=args.scl_max_water,
+            invalid=args.scl_max_invalid,
+        ),
+        stop_after=args.stop_after,
+        overwrite=args.overwrite,
+    )
+
+
+def configure_logging(verbose: int, quiet: bool, log_file: str | None) -> None:
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file))
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=handlers,
+        force=True,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.verbose, args.quiet, args.log_file)
+    try:
+        if args.demo:
+            raise StageNotAvailableError("--demo is not built yet")
+        if args.fuse_hdf5_datasets:
+            raise StageNotAvailableError("stage 4 (fuse, --fuse-hdf5-datasets) is not built yet")
+        config = config_from_args(args)
+        from gedidata.pipeline import format_summary, run_pipeline
+
+        summary = run_pipeline(config, progress=not args.quiet)
+    except StageNotAvailableError as error:
+        logger.error("%s", error)
+        return EXIT_NOT_BUILT
+    except GedidataError as error:
+        logger.error("%s", error)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        logger.error("interrupted; re-run the same command to resume")
+        return 130
+    print(format_summary(summary))
+    if summary.not_built:
+        logger.error("%s", summary.not_built)
+        return EXIT_NOT_BUILT
+    return 0

@@ -1,0 +1,36 @@
+"""One exception class per way gedidata refuses to go on.
+
+Every error carries a message that names the file, column or value at fault, so the
+CLI can print it as is and exit non-zero.
+"""
+
+from __future__ import annotations
+
+
+class GedidataError(Exception):
+    """Base class: a failure the user can act on (printed without a traceback)."""
+
+
+class InputError(GedidataError):
+    """A command-line value or input path is unusable."""
+
+
+class GranuleReadError(GedidataError):
+    """A GEDI granule cannot be read (truncated, not HDF5, not L4A, missing a field)."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class CsvFormatError(GedidataError):
+    """A footprint CSV lacks a needed column or holds a value that cannot be parsed."""
+
+
+class OutputExistsError(GedidataError):
+    """An output file exists that this run did not make (or made with other settings)."""
+
+
+class StageNotAvailableError(GedidataError):
+    """The requested stage is not built yet."""

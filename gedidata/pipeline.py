@@ -1,0 +1,122 @@
+"""The whole run: combine → subset → extract → fuse, honouring skip flags and --stop-after."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gedidata.combine import CombineResult, combine, combined_csv_path
+from gedidata.config import SPLITS, PipelineConfig
+from gedidata.errors import InputError
+from gedidata.footprints import scan_footprints
+from gedidata.gedi import REJECTION_REASONS
+from gedidata.subset import SubsetResult, subset_split
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RunSummary:
+    """What a run did, for the closing table."""
+
+    combine: CombineResult | None = None
+    subsets: dict[str, SubsetResult] = field(default_factory=dict)
+    given: dict[str, Path] = field(default_factory=dict)
+    seconds: float = 0.0
+    not_built: str | None = None
+    """Set when the run stopped at a stage that is not built yet."""
+
+
+def run_pipeline(config: PipelineConfig, progress: bool = True) -> RunSummary:
+    """Run the stages `config` asks for; return the summary (also on --stop-after)."""
+    started = time.monotonic()
+    summary = RunSummary()
+    _check_given_csvs(config)
+    needs_combine = [
+        split
+        for split in SPLITS
+        if split not in config.subset_csv and split not in config.aggregated_csv
+    ]
+    combined: dict[str, Path] = dict(config.aggregated_csv)
+    if needs_combine:
+        if config.input_dir is None:
+            raise InputError(
+                "--input is required (or give --path-aggregated-csv-* / --path-subset-csv-* "
+                f"for the {' and '.join(needs_combine)} split)"
+            )
+        summary.combine = combine(config, progress=progress)
+        for split in needs_combine:
+            combined[split] = combined_csv_path(config.output_dir, split)
+    summary.given = {**config.aggregated_csv, **config.subset_csv}
+    if config.stop_after == "combine":
+        summary.seconds = time.monotonic() - started
+        return summary
+
+    for split in SPLITS:
+        if split in config.subset_csv:
+            continue
+        summary.subsets[split] = subset_split(
+            split,
+            combined[split],
+            config.output_dir,
+            config.max_size[split],
+            config.seed,
+            plot_full=config.plot_distribution,
+            overwrite=config.overwrite,
+        )
+    summary.seconds = time.monotonic() - started
+    if config.stop_after != "subset":
+        summary.not_built = (
+            "stage 3 (extract) is not built yet: the combined and subset CSVs are written; "
+            "run with --stop-after subset to end here without this error"
+        )
+    return summary
+
+
+def _check_given_csvs(config: PipelineConfig) -> None:
+    """Refuse a CSV given through a skip flag before any work starts."""
+    for given in (config.aggregated_csv, config.subset_csv):
+        for path in given.values():
+            scan_footprints(path)  # checks the file and its columns
+
+
+def format_summary(summary: RunSummary) -> str:
+    """A plain-text table: footprints in, kept per stage, rejected per reason, files."""
+    lines = [f"gedidata run summary ({summary.seconds:.1f} s)"]
+    rows: list[tuple[str, str, str, str, str]] = [("stage", "split", "in", "kept", "notes")]
+    files: list[Path] = []
+    result = summary.combine
+    if result is not None:
+        note = "reused earlier output" if result.skipped else f"{result.seconds:.1f} s"
+        note += f"; {result.granules} granules"
+        if result.failed:
+            note += f", {len(result.failed)} unreadable (skipped)"
+        rows.append(("combine", "all", f"{result.shots:,} shots", "", note))
+        for split in SPLITS:
+            rows.append(("combine", split, "", f"{result.kept[split]:,}", ""))
+        if result.other_years:
+            rows.append(("combine", "other years", "", f"{result.other_years:,}", "dropped"))
+        for reason in REJECTION_REASONS:
+            if result.rejected.get(reason):
+                rows.append(("combine", "rejected", "", f"{result.rejected[reason]:,}", reason))
+        files.extend(result.outputs.values())
+    for split, subset in summary.subsets.items():
+        note = "reused earlier output" if subset.skipped else f"{subset.days_with_data} days"
+        available = "" if subset.skipped else f"{subset.available:,}"
+        rows.append(("subset", split, available, f"{subset.selected:,}", note))
+        files.extend(subset.outputs)
+    for split, path in summary.given.items():
+        rows.append(("given", split, "", "", str(path)))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    lines += [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        for row in rows
+    ]
+    if files:
+        lines.append("files written:")
+        lines += [f"  {path}" for path in files]
+    for failed in result.failed if result is not None else []:
+        lines.append(f"unreadable granule {failed.name}: {failed.error}")
+    return "\n".join(line.rstrip() for line in lines)

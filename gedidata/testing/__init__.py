@@ -1,0 +1,17 @@
+"""Helpers that build the offline world for tests, the demo and the benchmarks."""
+
+from gedidata.testing.gedi_granules import (
+    shot_fields,
+    truncate_file,
+    write_granule,
+    write_granules,
+    write_non_l4a_granule,
+)
+
+__all__ = [
+    "shot_fields",
+    "truncate_file",
+    "write_granule",
+    "write_granules",
+    "write_non_l4a_granule",
+]

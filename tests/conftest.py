@@ -1,0 +1,34 @@
+"""Shared fixtures: paths to the real files in ../shared and a runner for the CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+GEDI_FIXTURES = SHARED / "fixtures" / "gedi"
+GEDI_2020 = GEDI_FIXTURES / "GEDI04_A_2020036151358_O06515_02_T00198_02_002_01_V002.h5"
+GEDI_2021 = GEDI_FIXTURES / "GEDI04_A_2021150031254_O13948_03_T06447_02_002_01_V002.h5"
+
+
+@pytest.fixture
+def real_granules() -> list[Path]:
+    """The two real GEDI L4A granules of shared/fixtures (skips when shared/ is absent)."""
+    if not (GEDI_2020.exists() and GEDI_2021.exists()):
+        pytest.skip("shared/fixtures/gedi is not beside the checkout")
+    return [GEDI_2020, GEDI_2021]
+
+
+def run_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """Run `python create_dataset.py ARGS` as a user would; capture its output."""
+    return subprocess.run(
+        [sys.executable, str(REPO / "create_dataset.py"), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
