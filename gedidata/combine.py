@@ -3,24 +3,21 @@
 Two phases, both with memory bounded independently of the number of granules:
 
 1. Worker processes read granules in parallel (`granule.read_granule`), keep the
-   footprints passing the quality rule, give every kept footprint a random 64-bit
-   shuffle key (seeded by the run seed and the granule name, so it does not depend on
-   which worker ran first) and write one Parquet part per granule, plus a small JSON
-   marker with the tally. A re-run skips granules whose marker exists.
-2. The main process writes each split's CSV in shuffle-key order: an external shuffle
-   that spills the parts into key-range buckets of a bounded size, then sorts and writes
-   one bucket at a time. Sorting by random keys is a uniform random permutation.
+   footprints passing the quality rule, give each a random 64-bit shuffle key (seeded
+   by the run seed and the granule name, so it does not depend on which worker ran
+   first) and store them as a key-sorted part (`shuffle.write_part`), then a small
+   JSON marker with the tally. A re-run skips granules whose marker exists.
+2. The main process writes each split's CSV in key order, one key range at a time
+   (`shuffle.write_shuffled_csv`): a uniform random permutation with memory bounded by
+   one bucket, not by the number of granules.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
-import math
 import multiprocessing
-import shutil
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -28,24 +25,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 from tqdm import tqdm
 
-from gedidata.atomic import atomic_output, write_json_atomic
+from gedidata.atomic import write_json_atomic
 from gedidata.config import SPLITS, PipelineConfig
 from gedidata.errors import GranuleReadError, InputError
-from gedidata.footprints import CSV_COLUMNS, EXTRA_COLUMNS, SEPARATOR, empty_frame
 from gedidata.gedi import QualityRule, parse_granule_name
 from gedidata.granule import read_granule
+from gedidata.shuffle import PART_SUFFIX, write_part, write_shuffled_csv
 from gedidata.state import RunState, work_dir
 
 logger = logging.getLogger(__name__)
-
-SHUFFLE_KEY = "_shuffle_key"
-BUCKET_ROWS = 250_000
-"""Target rows per shuffle bucket: bounds the memory of phase 2."""
-MAX_BUCKETS = 256
-"""At most this many spill files are open at once."""
 
 
 @dataclass
@@ -117,11 +107,11 @@ def combine(config: PipelineConfig, progress: bool = True) -> CombineResult:
 
     for split in SPLITS:
         parts = [
-            parts_dir / split / f"{tally.name}.parquet"
+            parts_dir / split / f"{tally.name}{PART_SUFFIX}"
             for tally in tallies
             if tally.split == split and tally.error is None and tally.kept
         ]
-        write_shuffled_csv(parts, outputs[split], result.kept[split], parts_dir / "spill")
+        write_shuffled_csv(parts, outputs[split], result.kept[split])
         logger.info("combine: wrote %s (%d footprints)", outputs[split], result.kept[split])
     # With failed granules the step stays incomplete, so a re-run retries them.
     state.record("combine", signature, list(outputs.values()), complete=not result.failed)
@@ -138,7 +128,7 @@ def _signature(config: PipelineConfig, granules: list[Path]) -> dict[str, object
 
 def _rule_signature(config: PipelineConfig) -> dict[str, object]:
     return {
-        "format": 1,
+        "format": 3,
         "seed": config.seed,
         "max_relative_se": config.max_relative_se,
         "bbox": config.bbox,
@@ -229,12 +219,7 @@ def _combine_granule(task: _GranuleTask) -> GranuleTally:
     frame = footprints.frame
     if task.split is not None and frame.height:
         keys = _shuffle_keys(task.seed, name, frame.height)
-        part = task.parts_dir / task.split / f"{name}.parquet"
-        part.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_output(part) as temporary:
-            frame.with_columns(pl.Series(SHUFFLE_KEY, keys)).write_parquet(
-                temporary, compression="lz4", statistics=False
-            )
+        write_part(frame, keys, task.parts_dir / task.split / f"{name}{PART_SUFFIX}")
     tally = GranuleTally(
         name=name,
         split=task.split,
@@ -276,61 +261,3 @@ def _tally_from_markers(
             result.other_years += tally.kept
         else:
             result.kept[tally.split] += tally.kept
-
-
-def write_shuffled_csv(parts: list[Path], output: Path, total_rows: int, spill_dir: Path) -> None:
-    """Write the rows of `parts` to `output` in shuffle-key order, atomically.
-
-    Memory holds one bucket of about `BUCKET_ROWS` rows (or `total_rows / MAX_BUCKETS`
-    when that is larger), never the whole split.
-    """
-    buckets = min(MAX_BUCKETS, max(1, math.ceil(total_rows / BUCKET_ROWS)))
-    columns = [*CSV_COLUMNS, *EXTRA_COLUMNS]
-    with atomic_output(output) as temporary, temporary.open("wb") as sink:
-        empty_frame().write_csv(sink, separator=SEPARATOR)
-        for bucket in _sorted_buckets(parts, buckets, spill_dir):
-            bucket.select(columns).write_csv(sink, separator=SEPARATOR, include_header=False)
-
-
-def _sorted_buckets(parts: list[Path], buckets: int, spill_dir: Path) -> Iterator[pl.DataFrame]:
-    order = [SHUFFLE_KEY, "shot_number"]
-    if not parts:
-        return
-    if buckets == 1:
-        yield pl.concat([pl.read_parquet(part) for part in parts]).sort(order)
-        return
-    # Spill: each bucket file holds consecutive Arrow IPC streams, one per part.
-    if spill_dir.exists():
-        shutil.rmtree(spill_dir)
-    spill_dir.mkdir(parents=True)
-    index: list[list[tuple[int, int]]] = [[] for _ in range(buckets)]
-    handles = [(spill_dir / f"bucket_{i:04d}.arrows").open("wb") for i in range(buckets)]
-    try:
-        for part in parts:
-            frame = pl.read_parquet(part)
-            keys = frame[SHUFFLE_KEY].to_numpy()
-            # Key-range buckets: bucket order is key order.
-            bucket_of = ((keys >> np.uint64(32)) * np.uint64(buckets)) >> np.uint64(32)
-            frame = frame.with_columns(pl.Series("_bucket", bucket_of.astype(np.int32)))
-            for (bucket,), piece in frame.partition_by("_bucket", as_dict=True).items():
-                buffer = io.BytesIO()
-                piece.drop("_bucket").write_ipc_stream(buffer)
-                payload = buffer.getvalue()
-                index[bucket].append((handles[bucket].tell(), len(payload)))
-                handles[bucket].write(payload)
-    finally:
-        for handle in handles:
-            handle.close()
-    try:
-        for bucket in range(buckets):
-            if not index[bucket]:
-                continue
-            data = (spill_dir / f"bucket_{bucket:04d}.arrows").read_bytes()
-            pieces = [
-                pl.read_ipc_stream(io.BytesIO(data[offset : offset + length]))
-                for offset, length in index[bucket]
-            ]
-            del data
-            yield pl.concat(pieces).sort(order)
-    finally:
-        shutil.rmtree(spill_dir, ignore_errors=True)

@@ -84,38 +84,41 @@ def _check_given_csvs(config: PipelineConfig) -> None:
 
 def format_summary(summary: RunSummary) -> str:
     """A plain-text table: footprints in, kept per stage, rejected per reason, files."""
-    lines = [f"gedidata run summary ({summary.seconds:.1f} s)"]
-    rows: list[tuple[str, str, str, str, str]] = [("stage", "split", "in", "kept", "notes")]
+    header = ("stage", "split", "in", "kept", "rejected", "notes")
+    rows: list[tuple[str, ...]] = [header]
     files: list[Path] = []
     result = summary.combine
     if result is not None:
-        note = "reused earlier output" if result.skipped else f"{result.seconds:.1f} s"
-        note += f"; {result.granules} granules"
+        note = f"{result.granules} granules"
         if result.failed:
             note += f", {len(result.failed)} unreadable (skipped)"
-        rows.append(("combine", "all", f"{result.shots:,} shots", "", note))
+        note += "; reused earlier output" if result.skipped else f"; {result.seconds:.1f} s"
+        rows.append(("combine", "all", f"{result.shots:,}", "", "", "shots in " + note))
         for split in SPLITS:
-            rows.append(("combine", split, "", f"{result.kept[split]:,}", ""))
+            rows.append(("combine", split, "", f"{result.kept[split]:,}", "", ""))
         if result.other_years:
-            rows.append(("combine", "other years", "", f"{result.other_years:,}", "dropped"))
+            rows.append(("combine", "-", "", "", f"{result.other_years:,}", "other years"))
         for reason in REJECTION_REASONS:
             if result.rejected.get(reason):
-                rows.append(("combine", "rejected", "", f"{result.rejected[reason]:,}", reason))
+                rows.append(("combine", "-", "", "", f"{result.rejected[reason]:,}", reason))
         files.extend(result.outputs.values())
     for split, subset in summary.subsets.items():
-        note = "reused earlier output" if subset.skipped else f"{subset.days_with_data} days"
-        available = "" if subset.skipped else f"{subset.available:,}"
-        rows.append(("subset", split, available, f"{subset.selected:,}", note))
+        if subset.skipped:
+            rows.append(("subset", split, "", f"{subset.selected:,}", "", "reused earlier output"))
+        else:
+            note = f"{subset.days_with_data} days with data; {subset.seconds:.1f} s"
+            rows.append(
+                ("subset", split, f"{subset.available:,}", f"{subset.selected:,}", "", note)
+            )
         files.extend(subset.outputs)
     for split, path in summary.given.items():
-        rows.append(("given", split, "", "", str(path)))
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
-    lines += [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-        for row in rows
-    ]
+        rows.append(("given", split, "", "", "", str(path)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = [f"gedidata run summary ({summary.seconds:.1f} s)"]
+    for row in rows:
+        lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
     if files:
-        lines.append("files written:")
+        lines.append("outputs:")
         lines += [f"  {path}" for path in files]
     for failed in result.failed if result is not None else []:
         lines.append(f"unreadable granule {failed.name}: {failed.error}")
