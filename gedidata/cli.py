@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from gedidata import __version__
@@ -72,8 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     combine = parser.add_argument_group("combine and subset")
-    combine.add_argument("--train-years", type=int, nargs="+", default=[2020], metavar="YEAR")
-    combine.add_argument("--test-years", type=int, nargs="+", default=[2021], metavar="YEAR")
+    combine.add_argument(
+        "--train-years", type=int, nargs="+", default=[2020], metavar="YEAR", help="default 2020"
+    )
+    combine.add_argument(
+        "--test-years", type=int, nargs="+", default=[2021], metavar="YEAR", help="default 2021"
+    )
     combine.add_argument("--seed", type=int, default=0, help="seed of every random choice")
     combine.add_argument(
         "--max-relative-se",
@@ -89,8 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar=("WEST", "SOUTH", "EAST", "NORTH"),
         help="keep only footprints inside this box (degrees)",
     )
-    combine.add_argument("--max-size-training", type=_size, default=6_000_000, metavar="N")
-    combine.add_argument("--max-size-test", type=_size, default=2_000_000, metavar="N")
+    combine.add_argument(
+        "--max-size-training", type=_size, metavar="N", help="train subset cap (default 6e6)"
+    )
+    combine.add_argument(
+        "--max-size-test", type=_size, metavar="N", help="test subset cap (default 2e6)"
+    )
     combine.add_argument(
         "--plot-distribution",
         action="store_true",
@@ -104,10 +113,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="planetary-computer, earth-search, or a profile .toml file",
     )
     extract.add_argument("--stac-url", help="override the source profile's STAC API URL")
-    extract.add_argument("--max-cloud-cover", type=float, default=25.0, metavar="PERCENT")
-    extract.add_argument("--search-days", type=int, default=10, metavar="DAYS")
-    extract.add_argument("--max-scene-candidates", type=_positive_int, default=3, metavar="N")
-    extract.add_argument("--max-slope", type=float, default=15.0, metavar="PERCENT")
+    extract.add_argument(
+        "--max-cloud-cover",
+        type=float,
+        default=25.0,
+        metavar="PERCENT",
+        help="scene eo:cloud_cover limit (default 25)",
+    )
+    extract.add_argument(
+        "--search-days", type=int, default=10, metavar="DAYS", help="± days around GEDI (10)"
+    )
+    extract.add_argument(
+        "--max-scene-candidates",
+        type=_positive_int,
+        default=3,
+        metavar="N",
+        help="scenes tried per footprint (default 3)",
+    )
+    extract.add_argument(
+        "--max-slope",
+        type=float,
+        default=15.0,
+        metavar="PERCENT",
+        help="largest slope in the central 4x4 pixels (default 15)",
+    )
     defaults = SclLimits()
     for name in ("cloud", "shadow", "snow", "water", "invalid"):
         extract.add_argument(
@@ -156,7 +185,10 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         seed=args.seed,
         max_relative_se=args.max_relative_se / 100.0,
         bbox=tuple(args.bbox) if args.bbox else None,
-        max_size={"train": args.max_size_training, "test": args.max_size_test},
+        max_size={
+            split: value if value is not None else PipelineConfig.default_max_size[split]
+            for split, value in (("train", args.max_size_training), ("test", args.max_size_test))
+        },
         aggregated_csv=given(args.path_aggregated_csv_train, args.path_aggregated_csv_test),
         subset_csv=given(args.path_subset_csv_train, args.path_subset_csv_test),
         plot_distribution=args.plot_distribution,
@@ -198,11 +230,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose, args.quiet, args.log_file)
     try:
-        if args.demo:
-            raise StageNotAvailableError("--demo is not built yet")
         if args.fuse_hdf5_datasets:
             raise StageNotAvailableError("stage 4 (fuse, --fuse-hdf5-datasets) is not built yet")
         config = config_from_args(args)
+        if args.demo:
+            from gedidata.demo import DEMO_MAX_SIZE, prepare_demo_inputs
+
+            # Extract and fuse are not built yet: the demo runs the stages that are.
+            config = replace(
+                config,
+                input_dir=prepare_demo_inputs(config.output_dir),
+                stop_after=config.stop_after or "subset",
+                plot_distribution=True,
+                max_size={
+                    "train": args.max_size_training or DEMO_MAX_SIZE["train"],
+                    "test": args.max_size_test or DEMO_MAX_SIZE["test"],
+                },
+            )
         from gedidata.pipeline import format_summary, run_pipeline
 
         summary = run_pipeline(config, progress=not args.quiet)

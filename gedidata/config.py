@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 Stage = Literal["combine", "subset", "extract", "fuse"]
 STAGES: tuple[Stage, ...] = ("combine", "subset", "extract", "fuse")
@@ -34,9 +34,8 @@ class PipelineConfig:
     seed: int = 0
     max_relative_se: float = 0.5
     bbox: tuple[float, float, float, float] | None = None
-    max_size: dict[str, int] = field(
-        default_factory=lambda: {"train": 6_000_000, "test": 2_000_000}
-    )
+    default_max_size: ClassVar[dict[str, int]] = {"train": 6_000_000, "test": 2_000_000}
+    max_size: dict[str, int] = field(default_factory=lambda: dict(PipelineConfig.default_max_size))
     aggregated_csv: dict[str, Path] = field(default_factory=dict)
     subset_csv: dict[str, Path] = field(default_factory=dict)
     plot_distribution: bool = False
