@@ -1,0 +1,46 @@
+"""The command line: stages not built say so, bad values are refused by name."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from gedidata.cli import EXIT_NOT_BUILT
+from gedidata.testing import write_granule
+from tests.conftest import run_cli
+
+
+def test_unbuilt_stage_says_so_after_doing_the_built_ones(tmp_path):
+    write_granule(tmp_path / "gedi", datetime(2020, 4, 1), shots_per_beam=30)
+    result = run_cli("--input", tmp_path / "gedi", tmp_path / "out")
+    assert result.returncode == EXIT_NOT_BUILT
+    assert "extract" in result.stderr and "not built yet" in result.stderr
+    assert "gedidata run summary" in result.stdout
+    assert (tmp_path / "out" / "train_subset.csv").exists()
+
+
+def test_fuse_only_is_not_built_yet(tmp_path):
+    result = run_cli(tmp_path / "out", "--fuse-hdf5-datasets", tmp_path)
+    assert result.returncode == EXIT_NOT_BUILT
+    assert "fuse" in result.stderr
+
+
+def test_bad_values_are_named(tmp_path):
+    cases = [
+        (("--input", tmp_path),),  # no output folder
+        ((tmp_path / "out", "--bbox", "10", "0", "5", "1", "--input", tmp_path),),
+        ((tmp_path / "out", "--input", tmp_path / "missing"),),
+        ((tmp_path / "out", "--input", tmp_path, "--train-years", "2021"),),
+        ((tmp_path / "out", "--input", tmp_path, "--max-size-training", "1.5"),),
+    ]
+    expected = ["output folder", "--bbox", "missing", "2021", "1.5"]
+    for (args,), needle in zip(cases, expected, strict=True):
+        result = run_cli(*args)
+        assert result.returncode != 0, args
+        assert needle in result.stderr, (args, result.stderr)
+
+
+def test_empty_input_folder_is_refused(tmp_path):
+    (tmp_path / "gedi").mkdir()
+    result = run_cli("--input", tmp_path / "gedi", tmp_path / "out")
+    assert result.returncode != 0
+    assert "no .h5 files" in result.stderr
