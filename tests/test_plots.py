@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import struct
-import time
 import weakref
 from pathlib import Path
 
@@ -341,17 +340,3 @@ def test_figures_are_freed_after_each_call(tmp_path, monkeypatch):
     assert len(made) == 3
     assert all(ref() is None for ref in made)  # nothing keeps the figures alive
     assert plt.get_fignums() == []  # never registered with pyplot
-
-
-def test_five_million_points_is_fast(tmp_path):
-    rng = np.random.default_rng(5)
-    n = 5_000_000
-    lat = rng.uniform(-51.6, 51.6, n)
-    lon = rng.uniform(-180, 180, n)
-    doy = rng.integers(1, 367, n)
-    target = tmp_path / "big.png"
-    t0 = time.perf_counter()
-    plot_footprint_distribution(lat, lon, doy, target, title="big")
-    elapsed = time.perf_counter() - t0
-    assert png_size(target) == EXPECTED_PX
-    assert elapsed < 10, f"{elapsed:.1f} s for 5M points"  # ~1 s on a dev machine
