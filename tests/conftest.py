@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["gedidata.testing.pytest_plugin"]
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 GEDI_FIXTURES = SHARED / "fixtures" / "gedi"
