@@ -155,7 +155,10 @@ class SceneSearch:
         lons = [f.lon for f in members]
         lats = [f.lat for f in members]
         box = shapely.box(
-            min(lons) - margin, min(lats) - margin, max(lons) + margin, max(lats) + margin
+            max(-180.0, min(lons) - margin),
+            max(-90.0, min(lats) - margin),
+            min(180.0, max(lons) + margin),
+            min(90.0, max(lats) + margin),
         )
         times = [_utc(f.time) for f in members]
         days = timedelta(days=self.search_days)
@@ -197,6 +200,10 @@ class SceneSearch:
         lons = np.array([f.lon for f in nearby])
         lats = np.array([f.lat for f in nearby])
         windows, outlines = window_outlines(lons, lats, epsg, grid)
+        if _crosses_antimeridian(geometry):
+            # Compare in 0..360° longitudes, where neither shape is cut at ±180°.
+            geometry = _to_east_longitudes(geometry)
+            outlines = np.array([_to_east_longitudes(outline) for outline in outlines])
         inside = shapely.contains(geometry, outlines)
         for footprint, window, ok in zip(nearby, windows, inside, strict=True):
             if ok:
@@ -251,6 +258,23 @@ def window_outlines(
     ring_lon, ring_lat = to_lonlat.transform(ring_x, ring_y)
     outlines = shapely.polygons(np.stack([ring_lon, ring_lat], axis=-1))
     return windows, outlines
+
+
+def _crosses_antimeridian(geometry: shapely.Geometry) -> bool:
+    west, _, east, _ = geometry.bounds
+    return west < -90.0 and east > 90.0
+
+
+def _to_east_longitudes(geometry: shapely.Geometry) -> shapely.Geometry:
+    """`geometry` with longitudes in [0, 360): parts cut at ±180° join up again."""
+    shifted = shapely.transform(
+        geometry, lambda xy: np.column_stack([np.mod(xy[:, 0], 360.0), xy[:, 1]])
+    )
+    return (
+        shapely.union_all(shapely.get_parts(shifted))
+        if shifted.geom_type.startswith("Multi")
+        else shifted
+    )
 
 
 @functools.lru_cache(maxsize=64)
