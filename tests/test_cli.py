@@ -44,3 +44,17 @@ def test_empty_input_folder_is_refused(tmp_path):
     result = run_cli("--input", tmp_path / "gedi", tmp_path / "out")
     assert result.returncode != 0
     assert "no .h5 files" in result.stderr
+
+
+def test_world_command_writes_granules(tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "gedidata.testing", "gedi", tmp_path / "g", "--count", "3",
+         "--year", "2021", "--shots-per-beam", "20"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    names = sorted(path.name for path in (tmp_path / "g").glob("*.h5"))
+    assert len(names) == 3 and all(name.startswith("GEDI04_A_2021") for name in names)

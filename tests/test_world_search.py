@@ -12,8 +12,10 @@ import rasterio
 import shapely
 from rasterio.windows import Window
 
-from gedidata.sources.profiles import PLANETARY_COMPUTER
+from gedidata.sources.harmonize import harmonization
+from gedidata.sources.profiles import EARTH_SEARCH, PLANETARY_COMPUTER, S2_BANDS
 from gedidata.sources.search import FootprintQuery, SceneSearch
+from gedidata.testing.pixels import dem_elevation
 from gedidata.testing.world import SceneSpec, WorldSpec, default_test_world, write_world
 
 PC = "planetary-computer"
@@ -188,3 +190,34 @@ def test_acquisition_time_naive_is_utc(world, served):
     assert ids == [c.item_id for c in got_aware.candidates[1]]
     assert scene.id not in ids  # 10 days and one hour away
     assert isinstance(datetime.now(), datetime)
+
+
+def test_generated_items_go_through_both_profiles(world):
+    """Band assets and the DN offset to remove, for every generated scene and layout."""
+    for profile, layout in ((PLANETARY_COMPUTER, PC), (EARTH_SEARCH, "earth-search")):
+        items = {item["id"]: item for item in world.items(layout, "sentinel-2-l2a")}
+        for scene in world.scenes:
+            item = items[scene.id if layout == PC else scene.es_id]
+            for band in S2_BANDS:
+                href = item["assets"][profile.asset_key(band)]["href"]
+                assert href == scene.asset_path(band, layout)
+            result = harmonization(item, profile.asset_key("B04"))
+            assert result.offset_dn == (scene.pc_offset if layout == PC else 1000), scene.id
+            assert result.processing_baseline == scene.processing_baseline
+
+
+def test_earth_search_dem_is_read_through_s3(world, served_world_factory):
+    es = "earth-search"
+    served = served_world_factory(world.root, world.item_files(es), world.collection_files(es))
+    item = world.items(es, "cop-dem-glo-30")[0]
+    href = item["assets"][EARTH_SEARCH.dem_asset]["href"]
+    assert href.startswith("s3://")
+    mark = served.file_server.log.mark()
+    with (
+        rasterio.Env(**{**EARTH_SEARCH.gdal_env, **served.gdal_env}),
+        rasterio.open(href.replace("s3://", "/vsis3/")) as dem,
+    ):
+        values = dem.read(1, window=Window(100, 200, 3, 2))
+        lon, lat = dem.xy(200, 100)
+    assert values[0, 0] == pytest.approx(float(dem_elevation(lon, lat)), abs=1e-3)
+    assert served.file_server.log.count(since=mark, status=206) > 0
