@@ -49,6 +49,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from gedidata.sources.profiles import BAND_RESOLUTION
+
 __all__ = [
     "DEM_BASE_ELEVATION",
     "DEM_EAST_GRADIENT",
@@ -99,21 +101,7 @@ S2_BANDS: tuple[str, ...] = (
 )
 """The twelve L2A reflectance bands (B10 is not in L2A)."""
 
-S2_BAND_RESOLUTION: dict[str, int] = {
-    "B01": 60,
-    "B02": 10,
-    "B03": 10,
-    "B04": 10,
-    "B05": 20,
-    "B06": 20,
-    "B07": 20,
-    "B08": 10,
-    "B8A": 20,
-    "B09": 60,
-    "B11": 20,
-    "B12": 20,
-    "SCL": 20,
-}
+S2_BAND_RESOLUTION: dict[str, int] = dict(BAND_RESOLUTION)
 """Pixel size in metres of each L2A asset as distributed."""
 
 S2_FOLD_PERIOD_M = 16_000

@@ -103,6 +103,7 @@ from shapely import affinity
 from shapely.geometry import MultiPolygon, Polygon, box, mapping
 from shapely.geometry.polygon import orient
 
+from gedidata.sources.profiles import EARTH_SEARCH
 from gedidata.testing import pixels
 from gedidata.testing.mgrs import S2_TILE_SIZE_M, mgrs_tile_origin, parse_tile
 from gedidata.testing.pixels import NodataEdge, SclRect
@@ -140,21 +141,7 @@ WORLDCOVER_COLLECTION = "esa-worldcover"
 S2_ASSETS: tuple[str, ...] = (*pixels.S2_BANDS, "SCL")
 """Planetary Computer asset keys of the generated Sentinel-2 assets (same as band names)."""
 
-ES_BAND_KEYS: dict[str, str] = {
-    "B01": "coastal",
-    "B02": "blue",
-    "B03": "green",
-    "B04": "red",
-    "B05": "rededge1",
-    "B06": "rededge2",
-    "B07": "rededge3",
-    "B08": "nir",
-    "B8A": "nir08",
-    "B09": "nir09",
-    "B11": "swir16",
-    "B12": "swir22",
-    "SCL": "scl",
-}
+ES_BAND_KEYS: dict[str, str] = dict(EARTH_SEARCH.band_assets)
 """Earth Search asset key of each Sentinel-2 band."""
 
 BOA_ADD_OFFSET = 1000
