@@ -34,3 +34,7 @@ class OutputExistsError(GedidataError):
 
 class StageNotAvailableError(GedidataError):
     """The requested stage is not built yet."""
+
+
+class AssetReadError(GedidataError):
+    """A raster asset could not be opened or read (after retries and re-signing)."""
