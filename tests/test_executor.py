@@ -1,0 +1,55 @@
+"""The executor: results of every task, in completion order, worker logs in the main log."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import pytest
+
+from gedidata.executor import ProcessExecutor, SerialExecutor
+
+
+def slow_square(value: int) -> tuple[int, int]:
+    logging.getLogger("gedidata.test").warning("task %d in %d", value, os.getpid())
+    if value == 0:
+        time.sleep(1.0)  # a slow task must not hold the others back
+    return value, value * value
+
+
+class ListHandler(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.mark.parametrize("start_method", ["forkserver", "spawn"])
+def test_process_executor(start_method):
+    handler = ListHandler()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    previous = root.level
+    root.setLevel(logging.INFO)
+    try:
+        results = list(ProcessExecutor(2, start_method).map_unordered(slow_square, range(6)))
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous)
+    assert sorted(results) == [(i, i * i) for i in range(6)]
+    assert results[-1] == (0, 0)  # the slow first task finished last
+    worker_pids = {int(m.split()[-1]) for m in handler.messages if m.startswith("task")}
+    assert len([m for m in handler.messages if m.startswith("task")]) == 6
+    assert os.getpid() not in worker_pids
+
+
+def test_fork_is_refused():
+    with pytest.raises(ValueError, match="forkserver or spawn"):
+        ProcessExecutor(2, "fork")
+
+
+def test_serial_executor():
+    assert list(SerialExecutor().map_unordered(abs, [-1, 2, -3])) == [1, 2, 3]
