@@ -1,0 +1,576 @@
+"""Windowed reads (gedidata.reader) on the generated world: exact values, few bytes.
+
+Every expectation is independent of the reader: the generator's analytic pixel
+functions (`gedidata.testing.pixels`) and GDAL's own warp of the WHOLE source rasters
+(whole bands; a VRT of whole DEM / WorldCover tiles) onto the same 32 x 32 grid.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from rasterio.enums import Resampling
+from rasterio.warp import reproject
+from rasterio.windows import Window
+
+from gedidata.geometry import PixelWindow, window_for_point
+from gedidata.reader import (
+    read_dem_with_slope,
+    read_exact,
+    read_mosaic,
+    read_resampled,
+    read_scl,
+)
+from gedidata.testing import pixels
+from gedidata.testing.mgrs import mgrs_tiles_covering
+from gedidata.testing.world import (
+    GeneratedScene,
+    SceneSpec,
+    World,
+    WorldSpec,
+    anchor_around,
+    default_test_world,
+    write_world,
+)
+
+PC = "planetary-computer"
+BANDS_10M = ("B02", "B03", "B04", "B08")
+BANDS_20M = ("B05", "B06", "B07", "B8A", "B11", "B12")
+BANDS_60M = ("B01", "B09")
+SHAPE = (32, 32)
+WC_PIXEL_DEG = 3.0 / 36_000
+
+
+# ----------------------------------------------------------------------------- worlds
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> World:
+    return write_world(default_test_world(tmp_path_factory.mktemp("world")))
+
+
+@pytest.fixture(scope="module")
+def corner_world(tmp_path_factory) -> World:
+    """A 1.2 km scene around 9°E 48°N: the corner of four DEM and four WorldCover tiles."""
+    tile = mgrs_tiles_covering(9.0, 48.0)[0]
+    scene = SceneSpec(
+        tile,
+        datetime(2020, 7, 1, 10, 30, tzinfo=UTC),
+        anchor_m=anchor_around(tile, 9.0, 48.0, 1200),
+    )
+    spec = WorldSpec(
+        tmp_path_factory.mktemp("corner"),
+        [scene],
+        tile_size_m=1200,
+        worldcover_years=(2020,),
+        worldcover_overviews=False,
+    )
+    return write_world(spec)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def centres(transform: Affine, shape=SHAPE) -> tuple[np.ndarray, np.ndarray]:
+    """x, y (2-D) of the pixel centres of a north-up grid."""
+    rows, cols = shape
+    x = transform.c + (np.arange(cols) + 0.5) * transform.a
+    y = transform.f + (np.arange(rows) + 0.5) * transform.e
+    return np.meshgrid(x, y)
+
+
+def window_at(scene: GeneratedScene, lon: float, lat: float) -> tuple[PixelWindow, Affine]:
+    """The 32 x 32 window of the scene's 10 m grid around (lon, lat), and its transform."""
+    x, y = scene.from_lonlat(lon, lat)
+    return window_xy(scene, x, y)
+
+
+def window_xy(scene: GeneratedScene, x: float, y: float) -> tuple[PixelWindow, Affine]:
+    grid = scene.transform("B02")
+    window = window_for_point(x, y, grid)
+    return window, window.transform(grid)
+
+
+def rio_window(window: PixelWindow) -> Window:
+    return Window(window.col_off, window.row_off, window.width, window.height)
+
+
+def gdal_reference(source, dst_transform, dst_crs, resampling, dtype, nodata) -> np.ndarray:
+    """GDAL's warp of a whole raster (a `rasterio.band`) onto the 32 x 32 grid."""
+    out = np.full(SHAPE, nodata, dtype=dtype)
+    reproject(
+        source,
+        out,
+        src_nodata=source.ds.nodata,
+        dst_transform=dst_transform,
+        dst_crs=dst_crs,
+        dst_nodata=nodata,
+        resampling=resampling,
+    )
+    return out
+
+
+def whole_tiles_vrt(path: Path, tiles: list[tuple[Path, float]]) -> Path:
+    """A VRT that places whole tiles (file, longitude shift) side by side on one grid."""
+    infos = []
+    for file, shift in tiles:
+        with rasterio.open(file) as ds:
+            grid = Affine.translation(shift, 0.0) @ ds.transform
+            infos.append((file, grid, ds.width, ds.height))
+            dtype, nodata, crs = ds.dtypes[0], ds.nodata, ds.crs
+    res_x, res_y = infos[0][1].a, infos[0][1].e
+    west = min(t.c for _, t, _, _ in infos)
+    north = max(t.f for _, t, _, _ in infos)
+    east = max(t.c + w * t.a for _, t, w, _ in infos)
+    south = min(t.f + h * t.e for _, t, _, h in infos)
+    width, height = round((east - west) / res_x), round((south - north) / res_y)
+    sources = []
+    for file, t, w, h in infos:
+        col = round((t.c - west) / res_x)
+        row = round((t.f - north) / res_y)
+        sources.append(
+            f"<SimpleSource><SourceFilename>{escape(str(file))}</SourceFilename>"
+            f"<SourceBand>1</SourceBand>"
+            f'<SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/>'
+            f'<DstRect xOff="{col}" yOff="{row}" xSize="{w}" ySize="{h}"/></SimpleSource>'
+        )
+    gdal_type = {"float32": "Float32", "uint8": "Byte"}[dtype]
+    nodata_xml = f"<NoDataValue>{nodata}</NoDataValue>" if nodata is not None else ""
+    path.write_text(
+        f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">'
+        f"<SRS>{escape(crs.to_wkt())}</SRS>"
+        f"<GeoTransform>{west!r}, {res_x!r}, 0, {north!r}, 0, {res_y!r}</GeoTransform>"
+        f'<VRTRasterBand dataType="{gdal_type}" band="1">{nodata_xml}{"".join(sources)}'
+        f"</VRTRasterBand></VRTDataset>"
+    )
+    return path
+
+
+def nearby_tiles(tiles, lon: float, lat: float, size: float, path) -> list[tuple[Path, float]]:
+    """(file, shift) of the tiles within one tile of (lon, lat), unwrapped around lon."""
+    out = []
+    for tile in tiles:
+        for shift in (0.0, 360.0, -360.0):
+            if (
+                abs(tile.lon0 + size / 2 + shift - lon) < 1.5 * size
+                and abs(tile.lat0 + size / 2 - lat) < 1.5 * size
+            ):
+                out.append((path(tile), shift))
+    return out
+
+
+def dem_reference(world: World, tmp_path: Path, lon, lat, dst_transform, crs) -> np.ndarray:
+    tiles = nearby_tiles(world.dem_tiles, lon, lat, 1, lambda t: world.root / t.pc_path)
+    vrt = whole_tiles_vrt(tmp_path / f"dem_{lon:.4f}_{lat:.4f}.vrt", tiles)
+    with rasterio.open(vrt) as ds:
+        return gdal_reference(
+            rasterio.band(ds, 1), dst_transform, crs, Resampling.bilinear, np.float32, np.nan
+        )
+
+
+def worldcover_reference(world: World, tmp_path, lon, lat, year, dst_transform, crs):
+    tiles = nearby_tiles(
+        [t for t in world.worldcover_tiles if t.year == year],
+        lon,
+        lat,
+        3,
+        lambda t: world.root / t.path,
+    )
+    vrt = whole_tiles_vrt(tmp_path / f"wc_{year}_{lon:.4f}_{lat:.4f}.vrt", tiles)
+    with rasterio.open(vrt) as ds:
+        return gdal_reference(
+            rasterio.band(ds, 1), dst_transform, crs, Resampling.nearest, np.uint8, 0
+        )
+
+
+def dem_kink_distance(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """Ground distance (m) to the nearest slope kink of `pixels.dem_elevation`."""
+    u = np.mod(pixels.meridian_arc(lat), pixels.DEM_STRIP_M)
+    north = np.minimum(u, pixels.DEM_STRIP_M - u)
+    r = np.mod(lon, 0.01)
+    east_deg = np.minimum(r, 0.01 - r)
+    east = np.radians(east_deg) * 6_378_137.0 * np.cos(np.radians(lat))
+    return np.minimum(north, east)
+
+
+def worldcover_edge_distance(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """Distance in degrees to the nearest edge of a WorldCover class block."""
+    block = pixels.WORLDCOVER_BLOCK_DEG
+    r_lon, r_lat = np.mod(lon, block), np.mod(lat, block)
+    return np.minimum(np.minimum(r_lon, block - r_lon), np.minimum(r_lat, block - r_lat))
+
+
+def open_all(stack: ExitStack, paths) -> list:
+    return [stack.enter_context(rasterio.open(p)) for p in paths]
+
+
+def check_dem_and_worldcover(world: World, tmp_path, scene, lon, lat, years=(2020, 2021)):
+    """Elevation, slope and land cover of the window at (lon, lat) against the references.
+
+    Returns the elevation (for further checks by the caller).
+    """
+    _, transform = window_at(scene, lon, lat)
+    x, y = centres(transform)
+    plon, plat = scene.to_lonlat(x, y)
+    plon = (np.asarray(plon) + 180.0) % 360.0 - 180.0
+    with ExitStack() as stack:
+        dems = open_all(stack, [world.root / t.pc_path for t in world.dem_tiles])
+        elevation, slope = read_dem_with_slope(dems, transform, scene.crs)
+        assert elevation.shape == slope.shape == SHAPE
+        assert elevation.dtype == slope.dtype == np.float32
+        reference = dem_reference(world, tmp_path, lon, lat, transform, scene.crs)
+        assert not np.isnan(reference).any()
+        np.testing.assert_allclose(elevation, reference, rtol=0, atol=0.01)
+        far = dem_kink_distance(plon, plat) > 50.0
+        assert far.sum() > 100
+        np.testing.assert_allclose(
+            elevation[far], pixels.dem_elevation(plon, plat)[far], rtol=0, atol=0.01
+        )
+        np.testing.assert_allclose(
+            slope[far], pixels.dem_slope_percent(plon, plat)[far], rtol=0, atol=0.1
+        )
+        for year in years:
+            tiles = [t for t in world.worldcover_tiles if t.year == year]
+            wcs = open_all(stack, [world.root / t.path for t in tiles])
+            land = read_mosaic(wcs, transform, scene.crs, SHAPE, Resampling.nearest, np.uint8, 0)
+            assert land.dtype == np.uint8
+            expected = worldcover_reference(world, tmp_path, lon, lat, year, transform, scene.crs)
+            np.testing.assert_array_equal(land, expected)
+            inner = worldcover_edge_distance(plon, plat) > 1.5 * WC_PIXEL_DEG
+            assert inner.sum() > 100
+            truth = pixels.worldcover_class(plon, plat, year)
+            np.testing.assert_array_equal(land[inner], truth[inner])
+    return elevation
+
+
+def scenes_of(world: World, tile: str) -> list[GeneratedScene]:
+    return [s for s in world.scenes if s.tile == tile]
+
+
+def clean_scene(world: World, tile: str) -> GeneratedScene:
+    return next(s for s in scenes_of(world, tile) if s.nodata_edge is None)
+
+
+def check_band(scene: GeneratedScene, dataset, band: str, transform) -> np.ndarray:
+    """A 20/60 m band read onto the window against GDAL and the pixel formula.
+
+    Returns the values; counts the pixels checked against the formula in ``FORMULA``.
+    """
+    got = read_resampled(dataset, transform, scene.crs)
+    assert got.dtype == np.uint16 and got.shape == SHAPE
+    reference = gdal_reference(
+        rasterio.band(dataset, 1), transform, scene.crs, Resampling.bilinear, np.uint16, 0
+    )
+    assert np.abs(got.astype(int) - reference.astype(int)).max() <= 1, band
+    np.testing.assert_array_equal(got == 0, reference == 0)
+    # the formula holds away from folds, inside the raster, away from the no-data edge
+    res = pixels.S2_BAND_RESOLUTION[band]
+    x, y = centres(transform)
+    west, south, east, north = scene.bounds
+    inside = (x > west + res) & (x < east - res) & (y > south + res) & (y < north - res)
+    if scene.nodata_edge is not None:
+        e = scene.nodata_edge
+        inside &= (x - e.x0) * e.nx + (y - e.y0) * e.ny < -2 * res
+    exact = inside & (pixels.s2_fold_distance(band, x, y) > 70)
+    formula = pixels.s2_dn(band, x, y) + np.uint16(scene.pc_offset)
+    np.testing.assert_array_equal(got[exact], formula[exact])
+    FORMULA[band] = FORMULA.get(band, 0) + int(exact.sum())
+    return got
+
+
+FORMULA: dict[str, int] = {}
+
+
+# ----------------------------------------------------------------------------- Sentinel-2
+
+
+def test_10m_bands_are_read_exactly(world):
+    rng = np.random.default_rng(1)
+    for scene in world.scenes:
+        n = scene.shape("B02")[0]
+        windows = [PixelWindow(int(c), int(r)) for c, r in rng.integers(0, n - 32, (2, 2))]
+        windows += [PixelWindow(-10, 5), PixelWindow(n - 20, n - 7)]  # partly outside
+        with ExitStack() as stack:
+            for band in BANDS_10M:
+                dataset = stack.enter_context(rasterio.open(world.root / scene.asset_path(band)))
+                for window in windows:
+                    got = read_exact(dataset, window)
+                    assert got.dtype == np.uint16 and got.shape == SHAPE
+                    expected = scene.expected(band, rio_window(window))
+                    rows = window.row_off + np.arange(32)[:, None]
+                    cols = window.col_off + np.arange(32)[None, :]
+                    inside = (rows >= 0) & (rows < n) & (cols >= 0) & (cols < n)
+                    np.testing.assert_array_equal(got[inside], expected[inside])
+                    assert (got[~inside] == 0).all()
+
+
+@pytest.mark.parametrize("tile", ["32TMT", "21MUQ", "60KZG", "39SWV"])
+def test_20m_and_60m_bands_equal_gdal_and_the_formula(world, tile):
+    scene = clean_scene(world, tile)
+    FORMULA.clear()
+    west, south, east, north = scene.bounds
+    points = [
+        ((west + east) / 2, (south + north) / 2),
+        (west + 1234.0, north - 777.0),
+        (west + 100.0, south + 60.0),  # poking out of the raster (south-west)
+        (east - 50.0, north - 2000.0),  # poking out (east)
+    ]
+    with ExitStack() as stack:
+        for band in BANDS_20M + BANDS_60M:
+            dataset = stack.enter_context(rasterio.open(world.root / scene.asset_path(band)))
+            for x, y in points:
+                _, transform = window_xy(scene, x, y)
+                check_band(scene, dataset, band, transform)
+    assert all(FORMULA[band] > 1000 for band in BANDS_20M + BANDS_60M), FORMULA
+
+
+def test_scl_nearest_equals_gdal_and_the_classes(world):
+    checked = set()
+    for scene in world.scenes:
+        corners = [(r.xmin, r.ymin) for r in scene.features] + [
+            (r.xmax, r.ymax) for r in scene.features
+        ]
+        if scene.nodata_edge is not None:
+            e = scene.nodata_edge
+            corners.append((e.x0 - 1000.0, e.y0 - 1000.0))  # on the cut line
+        if not corners:
+            continue
+        with rasterio.open(world.root / scene.asset_path("SCL")) as dataset:
+            for x, y in corners:
+                _, transform = window_xy(scene, x + 3.0, y + 3.0)
+                got = read_scl(dataset, transform, scene.crs)
+                assert got.dtype == np.uint8 and got.shape == SHAPE
+                reference = gdal_reference(
+                    rasterio.band(dataset, 1), transform, scene.crs, Resampling.nearest, np.uint8, 0
+                )
+                np.testing.assert_array_equal(got, reference)
+                px, py = centres(transform)
+                truth = pixels.scl_class(px, py, scene.features, scene.nodata_edge)
+                west, south, east, north = scene.bounds
+                keep = (px > west) & (px < east) & (py > south) & (py < north)
+                if scene.nodata_edge is not None:
+                    e = scene.nodata_edge
+                    keep &= np.abs((px - e.x0) * e.nx + (py - e.y0) * e.ny) > 15.0
+                np.testing.assert_array_equal(got[keep], truth[keep])
+                checked.update(np.unique(got).tolist())
+    assert {0, 3, 4, 6, 9, 11} <= checked  # features, edges and no data were all read
+
+
+@pytest.mark.parametrize("tile", ["32TMT", "21MUQ"])
+def test_window_at_a_scene_nodata_edge(world, tile):
+    """Partly beyond the swath edge: 10 m values are 0 there, the rest as GDAL has it."""
+    scene = next(s for s in scenes_of(world, tile) if s.nodata_edge is not None)
+    edge = scene.nodata_edge
+    window, transform = window_xy(scene, edge.x0 - 1500.0, edge.y0 - 1500.0)
+    with ExitStack() as stack:
+        for band in BANDS_10M:
+            dataset = stack.enter_context(rasterio.open(world.root / scene.asset_path(band)))
+            got = read_exact(dataset, window)
+            np.testing.assert_array_equal(got, scene.expected(band, rio_window(window)))
+            assert 100 < (got == 0).sum() < 1000
+        for band in BANDS_20M + BANDS_60M:
+            dataset = stack.enter_context(rasterio.open(world.root / scene.asset_path(band)))
+            got = check_band(scene, dataset, band, transform)
+            assert 100 < (got == 0).sum() < 1000
+        dataset = stack.enter_context(rasterio.open(world.root / scene.asset_path("SCL")))
+        scl = read_scl(dataset, transform, scene.crs)
+        reference = gdal_reference(
+            rasterio.band(dataset, 1), transform, scene.crs, Resampling.nearest, np.uint8, 0
+        )
+        np.testing.assert_array_equal(scl, reference)
+        assert 100 < (scl == 0).sum() < 1000
+
+
+# ----------------------------------------------------------------------------- DEM, WorldCover
+
+
+@pytest.mark.parametrize("tile", ["32TMT", "21MUQ", "39SWV"])
+def test_dem_and_worldcover_on_the_window_grid(world, tmp_path, tile):
+    """21MUQ is in the southern hemisphere (EPSG:32721)."""
+    scene = clean_scene(world, tile)
+    west, south, east, north = scene.bounds
+    for x, y in [((west + east) / 2, (south + north) / 2), (west + 700.0, north - 4100.0)]:
+        lon, lat = scene.to_lonlat(x, y)
+        check_dem_and_worldcover(world, tmp_path, scene, lon, lat)
+
+
+def test_dem_tile_corner_mosaics_four_tiles(corner_world, tmp_path):
+    world = corner_world
+    scene = world.scenes[0]
+    assert len(world.dem_tiles) == 4
+    elevation = check_dem_and_worldcover(world, tmp_path, scene, 9.0, 48.0, years=(2020,))
+    assert not np.isnan(elevation).any()
+    _, transform = window_at(scene, 9.0, 48.0)
+    plon, plat = scene.to_lonlat(*centres(transform))
+    quadrants = {
+        (bool(a), bool(b)) for a, b in zip((plon >= 9).ravel(), (plat >= 48).ravel(), strict=True)
+    }
+    assert len(quadrants) == 4  # the window covers a corner of all four tiles
+    with ExitStack() as stack:
+        dems = open_all(stack, [world.root / t.pc_path for t in world.dem_tiles])
+        full = read_mosaic(
+            dems, transform, scene.crs, SHAPE, Resampling.bilinear, np.float32, np.nan
+        )
+        # (the slope reads a grid one pixel larger: same values up to float32 rounding)
+        np.testing.assert_allclose(full, elevation, rtol=0, atol=1e-3)
+        # the order of the tiles does not matter; every tile contributes
+        reverse = read_mosaic(
+            dems[::-1], transform, scene.crs, SHAPE, Resampling.bilinear, np.float32, np.nan
+        )
+        np.testing.assert_array_equal(reverse, full)
+        for k in range(4):
+            rest = dems[:k] + dems[k + 1 :]
+            part = read_mosaic(
+                rest, transform, scene.crs, SHAPE, Resampling.bilinear, np.float32, np.nan
+            )
+            assert np.isnan(part).sum() > 20
+
+
+@pytest.mark.parametrize(
+    ("lon", "lat", "n_tiles"),
+    [(9.0, 47.997, 2), (8.996, 48.0, 2), (9.0, 48.0, 4)],
+    ids=["meridian-9E", "parallel-48N", "corner"],
+)
+def test_worldcover_across_tile_edges(corner_world, tmp_path, lon, lat, n_tiles):
+    world = corner_world
+    scene = world.scenes[0]
+    check_dem_and_worldcover(world, tmp_path, scene, lon, lat, years=(2020,))
+    _, transform = window_at(scene, lon, lat)
+    tiles = [t for t in world.worldcover_tiles if t.year == 2020]
+    assert len(tiles) == 4
+    with ExitStack() as stack:
+        wcs = open_all(stack, [world.root / t.path for t in tiles])
+        full = read_mosaic(wcs, transform, scene.crs, SHAPE, Resampling.nearest, np.uint8, 0)
+        assert (full != 0).all()
+        needed = 0
+        for k in range(len(wcs)):
+            part = read_mosaic(
+                wcs[:k] + wcs[k + 1 :], transform, scene.crs, SHAPE, Resampling.nearest, np.uint8, 0
+            )
+            needed += bool((part == 0).any())
+        assert needed == n_tiles
+
+
+@pytest.mark.parametrize("lon", [179.997, 180.0, -179.9995, -179.997])
+def test_antimeridian_windows_join_the_tiles_of_both_sides(world, tmp_path, lon):
+    scene = clean_scene(world, "60KZG")
+    assert scene.crosses_antimeridian and scene.epsg == 32760
+    lat = -16.8
+    elevation = check_dem_and_worldcover(world, tmp_path, scene, lon, lat)
+    assert not np.isnan(elevation).any()
+    _, transform = window_at(scene, lon, lat)
+    plon, _ = scene.to_lonlat(*centres(transform))
+    straddles = bool((np.asarray(plon) > 0).any() and (np.asarray(plon) < 0).any())
+    with ExitStack() as stack:
+        dems = open_all(stack, [world.root / t.pc_path for t in world.dem_tiles])
+        names = [t.name for t in world.dem_tiles]
+        east_of_180 = dems[names.index("Copernicus_DSM_COG_10_S17_00_W180_00_DEM")]
+        west_of_180 = dems[names.index("Copernicus_DSM_COG_10_S17_00_E179_00_DEM")]
+
+        def alone(tile):
+            return read_mosaic(
+                [tile], transform, scene.crs, SHAPE, Resampling.bilinear, np.float32, np.nan
+            )
+
+        west_part, east_part = alone(west_of_180), alone(east_of_180)
+        if straddles:  # each tile gives its own side of 180°
+            assert 0 < np.isnan(west_part).sum() < west_part.size
+            assert 0 < np.isnan(east_part).sum() < east_part.size
+            assert (np.isnan(west_part) != np.isnan(east_part)).all()
+        else:  # one tile gives it all
+            own, other = (west_part, east_part) if lon > 0 else (east_part, west_part)
+            np.testing.assert_allclose(own, elevation, rtol=0, atol=1e-3)
+            assert np.isnan(other).all()
+
+
+# ----------------------------------------------------------------------------- over HTTP
+
+
+def test_reads_over_http_equal_local_reads(world, served_world_factory):
+    served = served_world_factory(world.root, world.item_files(PC), world.collection_files(PC))
+    scene = clean_scene(world, "60KZG")
+    window, transform = window_at(scene, 180.0, -16.8)
+
+    def read_all(prefix) -> dict[str, np.ndarray]:
+        with ExitStack() as stack:
+            opened = lambda rel: stack.enter_context(rasterio.open(f"{prefix}/{rel}"))  # noqa: E731
+            out = {
+                "B04": read_exact(opened(scene.asset_path("B04")), window),
+                "B11": read_resampled(opened(scene.asset_path("B11")), transform, scene.crs),
+                "B09": read_resampled(opened(scene.asset_path("B09")), transform, scene.crs),
+                "SCL": read_scl(opened(scene.asset_path("SCL")), transform, scene.crs),
+            }
+            dems = [opened(t.pc_path) for t in world.dem_tiles]
+            out["elevation"], out["slope"] = read_dem_with_slope(dems, transform, scene.crs)
+            wcs = [opened(t.path) for t in world.worldcover_tiles if t.year == 2021]
+            out["worldcover"] = read_mosaic(
+                wcs, transform, scene.crs, SHAPE, Resampling.nearest, np.uint8, 0
+            )
+            return out
+
+    local = read_all(str(world.root))
+    mark = served.file_server.log.mark()
+    with rasterio.Env(**served.gdal_env):
+        remote = read_all(served.files_url)
+    for key, values in local.items():
+        np.testing.assert_array_equal(remote[key], values, err_msg=key)
+    gets = served.file_server.log.entries(since=mark, method="GET")
+    assert gets and all(e["status"] == 206 and e["range"] for e in gets)
+    # a DEM tile (1.2 MB, 4 x 4 internal tiles) costs its header and one internal tile
+    for tile in world.dem_tiles:
+        read = sum(e["bytes"] for e in gets if e["path"] == f"/{tile.pc_path}")
+        assert read < 0.15 * (world.root / tile.pc_path).stat().st_size, tile.name
+    assert not np.isnan(local["elevation"]).any()
+
+
+def test_a_20m_band_over_http_reads_only_its_internal_tile(tmp_path_factory, file_server_factory):
+    """A 1536 x 1536 20 m band has 2 x 2 internal tiles; a window costs the one it needs."""
+    spec = WorldSpec(
+        tmp_path_factory.mktemp("big"),
+        [SceneSpec("32TMT", datetime(2021, 7, 8, 10, 30, tzinfo=UTC), processing_baseline="03.00")],
+        tile_size_m=30_720,
+        dem_tiles=(),
+        worldcover_tiles=(),
+        worldcover_years=(),
+    )
+    world = write_world(spec)
+    scene = world.scenes[0]
+    server = file_server_factory(world.root)
+    rel = scene.asset_path("B11")
+    path = world.root / rel
+    with rasterio.open(path) as local:
+        assert local.width == 1536 and local.block_shapes[0] == (1024, 1024)
+        block_bytes = local.block_size(1, 1, 1)  # the lower-right internal tile
+        block_offset = int(local.get_tag_item("BLOCK_OFFSET_1_1", "TIFF", bidx=1))
+        window = PixelWindow(2600, 2700)  # 10 m pixels: 20 m pixels 1300-1366, in tile (1, 1)
+        transform = window.transform(scene.transform("B02"))
+        expected = read_resampled(local, transform, scene.crs)
+        reference = gdal_reference(
+            rasterio.band(local, 1), transform, scene.crs, Resampling.bilinear, np.uint16, 0
+        )
+    assert np.abs(expected.astype(int) - reference.astype(int)).max() <= 1
+    mark = server.log.mark()
+    with (
+        rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"),
+        rasterio.open(f"{server.url}/{rel}") as remote,
+    ):
+        got = read_resampled(remote, transform, scene.crs)
+    np.testing.assert_array_equal(got, expected)
+    entries = server.log.entries(since=mark, method="GET")
+    read = sum(e["bytes"] for e in entries)
+    chunk = 16384  # GDAL reads a 16 KiB header, then the tile in 16 KiB-aligned ranges
+    assert 0 < read <= chunk + math.ceil(block_bytes / chunk + 1) * chunk
+    # every range after the header touches the needed tile's bytes, none only another's
+    first, last = block_offset, block_offset + block_bytes - 1
+    for entry in entries[1:]:
+        start, _, end = entry["range"].removeprefix("bytes=").partition("-")
+        assert int(start) <= last and int(end) >= first, entry["range"]
+    assert read < path.stat().st_size
