@@ -1,0 +1,478 @@
+"""Stage 3, extract: footprints → batch HDF5 files of co-located windows (SPEC §4).
+
+`extract_split` cuts a split's footprints into batches (`batches.py`) and runs
+`extract_batch` for each batch that is not complete yet in worker processes
+(`executor.py`). A batch finds its scenes with one grouped STAC search
+(`sources.search`), opens each asset once, and per footprint reads the SCL window,
+checks it (`quality.py`), falls back to the next candidate scene (up to
+`max_scene_candidates`), then reads the bands (`reader.py`), DEM and slope, WorldCover,
+and draws the AGBD disk (`agbd.py`). Every footprint ends with one outcome, written to
+the batch's ledger; samples go to `batch_<size>_<index>.h5` (`schema.py`), written
+atomically after the ledger, so a complete HDF5 file marks a complete batch.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import rasterio
+import shapely
+from rasterio.crs import CRS
+from rasterio.io import DatasetReader
+from tqdm import tqdm
+
+from gedidata import __version__
+from gedidata.agbd import agbd_disk
+from gedidata.atomic import atomic_output
+from gedidata.batches import batch_dir, batch_name, batch_order, complete_batches, plan_batches
+from gedidata.config import PipelineConfig, SclLimits
+from gedidata.errors import GedidataError
+from gedidata.executor import Executor, ProcessExecutor, SerialExecutor
+from gedidata.footprints import collect_footprints, scan_footprints
+from gedidata.gedi import DELTA_TIME_EPOCH
+from gedidata.geometry import WINDOW_SIZE
+from gedidata.quality import scl_rejection, scl_stats, slope_rejection
+from gedidata.reader import read_dem_with_slope, read_exact, read_mosaic, read_resampled, read_scl
+from gedidata.schema import Sample, SampleBuffer, write_samples
+from gedidata.sources.harmonize import harmonization
+from gedidata.sources.profiles import BAND_RESOLUTION, S2_BANDS, SourceProfile
+from gedidata.sources.reading import open_asset
+from gedidata.sources.search import FootprintQuery, SceneCandidate, SceneSearch
+from gedidata.sources.signing import HrefSigner, redact
+
+logger = logging.getLogger(__name__)
+
+OUTCOMES = ("ok", "no_scene", "slope", "nodata", "read_error")
+"""Outcomes besides the SCL reasons of `quality.scl_rejection`."""
+
+CLOUD_OPTIMIZED_GDAL: dict[str, str | int] = {
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.TIF,.tiff",
+    "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
+    "GDAL_HTTP_MULTIPLEX": "YES",
+    "GDAL_CACHEMAX": 512,
+    "VSI_CACHE": "TRUE",
+    "GDAL_HTTP_MAX_RETRY": "4",
+    "GDAL_HTTP_RETRY_DELAY": "0.5",
+}
+"""GDAL settings for cloud-optimized reads: no directory listing, merged ranges, caches."""
+
+LEDGER_COLUMNS = ("shot_number", "outcome", "scene", "detail")
+
+
+@dataclass(frozen=True)
+class ExtractSettings:
+    """What a worker needs to extract a batch (picklable)."""
+
+    profile: SourceProfile
+    max_cloud_cover: float
+    search_days: int
+    max_scene_candidates: int
+    max_slope: float
+    scl_limits: SclLimits
+
+    @classmethod
+    def from_config(cls, config: PipelineConfig, profile: SourceProfile) -> ExtractSettings:
+        return cls(
+            profile=profile,
+            max_cloud_cover=config.max_cloud_cover,
+            search_days=config.search_days,
+            max_scene_candidates=config.max_scene_candidates,
+            max_slope=config.max_slope,
+            scl_limits=config.scl_limits,
+        )
+
+
+@dataclass(frozen=True)
+class BatchTask:
+    index: int
+    path: Path
+    ledger: Path
+    footprints: pl.DataFrame
+    settings: ExtractSettings
+
+
+@dataclass
+class BatchResult:
+    index: int
+    outcomes: Counter[str]
+    samples: int
+    seconds: float
+
+
+@dataclass
+class ExtractResult:
+    split: str
+    footprints: int = 0
+    batches: int = 0
+    skipped_batches: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    ledger: Path | None = None
+    seconds: float = 0.0
+
+
+def extract_split(
+    config: PipelineConfig,
+    split: str,
+    subset_csv: Path,
+    profile: SourceProfile,
+    executor: Executor | None = None,
+    progress: bool = True,
+) -> ExtractResult:
+    """Extract every footprint of `subset_csv` into `OUT/<split>/hdf5_batch_data/`."""
+    started = time.monotonic()
+    frame = collect_footprints(scan_footprints(subset_csv), subset_csv)
+    directory = batch_dir(config.output_dir, split)
+    ledger_dir = directory.parent / "ledger"
+    done = complete_batches(directory, config.batch_size)
+    day = frame["delta_time"].to_numpy() / 86400.0
+    order = batch_order(
+        frame["lon_lowestmode"].to_numpy(),
+        frame["lat_lowestmode"].to_numpy(),
+        day,
+        frame["shot_number"].to_numpy(),
+        window_days=2 * config.search_days,
+    )
+    plans = plan_batches(order, config.batch_size)
+    settings = ExtractSettings.from_config(config, profile)
+    tasks = [
+        BatchTask(
+            index=index,
+            path=directory / batch_name(config.batch_size, index),
+            ledger=ledger_dir / f"batch_{config.batch_size}_{index}.csv",
+            footprints=frame[rows],
+            settings=settings,
+        )
+        for index, rows in enumerate(plans)
+        if index not in done
+    ]
+    result = ExtractResult(split, footprints=frame.height, batches=len(plans))
+    result.skipped_batches = len(plans) - len(tasks)
+    if result.skipped_batches:
+        logger.info("extract %s: %d of %d batches already complete", split, len(done), len(plans))
+    executor = executor or (
+        ProcessExecutor(config.num_processors)
+        if config.num_processors > 1 and len(tasks) > 1
+        else SerialExecutor()
+    )
+    bar = tqdm(total=frame.height, unit="footprint", desc=f"extract {split}", disable=not progress)
+    with bar:
+        bar.update(sum(len(plans[index]) for index in done if index < len(plans)))
+        for batch in executor.map_unordered(extract_batch, tasks):
+            result.outcomes.update(batch.outcomes)
+            bar.update(sum(batch.outcomes.values()))
+            kept = result.outcomes["ok"]
+            bar.set_postfix(kept=kept, rejected=sum(result.outcomes.values()) - kept)
+    result.outcomes = _ledger_outcomes(ledger_dir, config.batch_size, len(plans))
+    result.ledger = config.output_dir / f"{split}_ledger.csv"
+    _merge_ledgers(ledger_dir, config.batch_size, len(plans), result.ledger)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _ledger_outcomes(ledger_dir: Path, size: int, count: int) -> Counter[str]:
+    outcomes: Counter[str] = Counter()
+    for index in range(count):
+        path = ledger_dir / f"batch_{size}_{index}.csv"
+        if path.exists():
+            with path.open(newline="") as handle:
+                outcomes.update(row["outcome"] for row in csv.DictReader(handle, delimiter=";"))
+    return outcomes
+
+
+def _merge_ledgers(ledger_dir: Path, size: int, count: int, target: Path) -> None:
+    with atomic_output(target) as temporary, temporary.open("w", newline="") as sink:
+        sink.write(";".join(LEDGER_COLUMNS) + "\n")
+        for index in range(count):
+            path = ledger_dir / f"batch_{size}_{index}.csv"
+            if path.exists():
+                lines = path.read_text().splitlines(keepends=True)
+                sink.writelines(lines[1:])
+
+
+# --------------------------------------------------------------------------- one batch
+
+
+def extract_batch(task: BatchTask) -> BatchResult:
+    """Worker: extract one batch, write its ledger and then its HDF5 file."""
+    started = time.monotonic()
+    settings = task.settings
+    env = {**CLOUD_OPTIMIZED_GDAL, **settings.profile.gdal_env}
+    rows = task.footprints.to_dicts()
+    ledger: list[dict[str, Any]] = []
+    buffer = SampleBuffer(len(rows))
+    with rasterio.Env(**env), _AssetCache(settings.profile) as assets:
+        try:
+            search = SceneSearch(
+                settings.profile,
+                max_cloud_cover=settings.max_cloud_cover,
+                search_days=settings.search_days,
+            )
+            found = search.find([_query(row) for row in rows])
+        except Exception as error:  # the STAC API is unreachable: every footprint fails
+            message = redact(f"{type(error).__name__}: {error}")[:300]
+            for row in rows:
+                ledger.append(_entry(row, "read_error", "", message))
+            found = None
+        if found is not None:
+            auxiliary = _AuxiliaryItems(search, rows, settings)
+            for row in _reading_order(rows, found.candidates):
+                shot = int(row["shot_number"])
+                if shot in found.errors:
+                    ledger.append(_entry(row, "read_error", "", found.errors[shot]))
+                    continue
+                outcome, scene, detail, sample = _extract_footprint(
+                    row, found.candidates.get(shot, []), settings, assets, auxiliary
+                )
+                ledger.append(_entry(row, outcome, scene, detail))
+                if sample is not None:
+                    buffer.append(sample)
+    with atomic_output(task.ledger) as temporary, temporary.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=LEDGER_COLUMNS, delimiter=";")
+        writer.writeheader()
+        writer.writerows(ledger)
+    write_samples(task.path, buffer, _batch_attrs(settings))
+    outcomes = Counter(entry["outcome"] for entry in ledger)
+    logger.debug("batch %d: %s", task.index, dict(outcomes))
+    return BatchResult(task.index, outcomes, buffer.count, time.monotonic() - started)
+
+
+def _entry(row: dict[str, Any], outcome: str, scene: str, detail: str) -> dict[str, Any]:
+    return {"shot_number": row["shot_number"], "outcome": outcome, "scene": scene, "detail": detail}
+
+
+def _query(row: dict[str, Any]) -> FootprintQuery:
+    return FootprintQuery(
+        int(row["shot_number"]),
+        float(row["lon_lowestmode"]),
+        float(row["lat_lowestmode"]),
+        _shot_time(row),
+    )
+
+
+def _shot_time(row: dict[str, Any]) -> datetime:
+    """Exact shot time from delta_time (the coarse file-name time if it is missing)."""
+    if row.get("delta_time") is not None:
+        return DELTA_TIME_EPOCH + timedelta(seconds=float(row["delta_time"]))
+    return row["acquisition_time"]
+
+
+def _reading_order(
+    rows: list[dict[str, Any]], candidates: dict[int, list[SceneCandidate]]
+) -> Iterator[dict[str, Any]]:
+    """Footprints by best scene, then by internal tile, so each COG tile is read once."""
+
+    def key(row: dict[str, Any]) -> tuple[str, int, int, int]:
+        options = candidates.get(int(row["shot_number"])) or []
+        if not options:
+            return ("", 0, 0, int(row["shot_number"]))
+        best = options[0]
+        return (
+            best.item_id,
+            best.window.row_off // 1024,
+            best.window.col_off // 1024,
+            int(row["shot_number"]),
+        )
+
+    return iter(sorted(rows, key=key))
+
+
+class _AssetCache:
+    """Datasets opened once per batch (signed just before opening)."""
+
+    def __init__(self, profile: SourceProfile) -> None:
+        self.signer = HrefSigner(profile)
+        self.stack = ExitStack()
+        self.datasets: dict[str, DatasetReader] = {}
+
+    def __enter__(self) -> _AssetCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stack.close()
+
+    def open(self, href: str) -> DatasetReader:
+        if href not in self.datasets:
+            self.datasets[href] = self.stack.enter_context(open_asset(href, self.signer))
+        return self.datasets[href]
+
+
+class _AuxiliaryItems:
+    """DEM and WorldCover items around a batch, found with one search each."""
+
+    def __init__(
+        self, search: SceneSearch, rows: list[dict[str, Any]], settings: ExtractSettings
+    ) -> None:
+        profile = settings.profile
+        lons = [float(row["lon_lowestmode"]) for row in rows]
+        lats = [float(row["lat_lowestmode"]) for row in rows]
+        margin = 0.02
+        box = shapely.box(
+            max(-180.0, min(lons) - margin),
+            max(-90.0, min(lats) - margin),
+            min(180.0, max(lons) + margin),
+            min(90.0, max(lats) + margin),
+        )
+        self.dem = self._items(search, profile.dem_collection, box)
+        self.worldcover = (
+            self._items(search, profile.worldcover_collection, box)
+            if profile.worldcover_collection
+            else []
+        )
+
+    @staticmethod
+    def _items(search: SceneSearch, collection: str, box: shapely.Geometry) -> list[dict]:
+        items = search.client.search(
+            method="POST",
+            collections=[collection],
+            intersects=shapely.geometry.mapping(box),
+            limit=100,
+        ).items_as_dicts()
+        return list(items)
+
+
+def _extract_footprint(
+    row: dict[str, Any],
+    candidates: list[SceneCandidate],
+    settings: ExtractSettings,
+    assets: _AssetCache,
+    auxiliary: _AuxiliaryItems,
+) -> tuple[str, str, str, Sample | None]:
+    """Outcome, scene id, detail and (if ok) the sample of one footprint."""
+    if not candidates:
+        return "no_scene", "", "", None
+    profile = settings.profile
+    reason, scene_id = "no_scene", ""
+    try:
+        for candidate in candidates[: settings.max_scene_candidates]:
+            scene_id = candidate.item_id
+            item = candidate.item
+            crs = CRS.from_epsg(candidate.epsg)
+            transform = candidate.window.transform(candidate.grid)
+            scl_href = item["assets"][profile.asset_key("SCL")]["href"]
+            scl = read_scl(assets.open(scl_href), transform, crs)
+            reason = scl_rejection(scl, settings.scl_limits)
+            if reason is None:
+                return _assemble(row, candidate, scl, crs, transform, settings, assets, auxiliary)
+        return reason, scene_id, "", None
+    except (GedidataError, KeyError, OSError) as error:
+        return "read_error", scene_id, redact(str(error))[:300], None
+
+
+def _assemble(
+    row: dict[str, Any],
+    candidate: SceneCandidate,
+    scl: np.ndarray,
+    crs: CRS,
+    transform: Any,
+    settings: ExtractSettings,
+    assets: _AssetCache,
+    auxiliary: _AuxiliaryItems,
+) -> tuple[str, str, str, Sample | None]:
+    profile = settings.profile
+    item = candidate.item
+    harmonized = harmonization(item, profile.asset_key("B04"))
+    channels = [scl.astype(np.uint16)]
+    for band in S2_BANDS[1:]:
+        dataset = assets.open(item["assets"][profile.asset_key(band)]["href"])
+        if BAND_RESOLUTION[band] == 10:
+            values = read_exact(dataset, candidate.window)
+        else:
+            values = read_resampled(dataset, transform, crs)
+        shifted = values.astype(np.int32) - harmonized.offset_dn
+        channels.append(np.where(values == 0, 0, np.clip(shifted, 0, None)).astype(np.uint16))
+    sentinel2 = np.stack(channels)
+    outline = shapely.box(*candidate.window.bounds(candidate.grid))
+    dem_items = _covering(auxiliary.dem, outline, crs)
+    dem_sets = [assets.open(i["assets"][profile.dem_asset]["href"]) for i in dem_items]
+    elevation, slope = read_dem_with_slope(dem_sets, transform, crs)
+    if not dem_sets or np.isnan(elevation).any():
+        return "nodata", candidate.item_id, "no DEM for the whole window", None
+    reason = slope_rejection(slope, settings.max_slope)
+    if reason is not None:
+        return reason, candidate.item_id, "", None
+    year = 2020 if row["acquisition_time"].year <= 2020 else 2021
+    wc_items = [
+        i for i in _covering(auxiliary.worldcover, outline, crs) if _worldcover_year(i) == year
+    ]
+    wc_sets = [assets.open(i["assets"][profile.worldcover_asset]["href"]) for i in wc_items]
+    worldcover = read_mosaic(wc_sets, transform, crs, (WINDOW_SIZE, WINDOW_SIZE),
+                             rasterio.enums.Resampling.nearest, np.uint8, 0)  # fmt: skip
+    if not wc_sets or (worldcover == 0).any():
+        return "nodata", candidate.item_id, f"no WorldCover {year} for the whole window", None
+    x, y = _to_crs(float(row["lon_lowestmode"]), float(row["lat_lowestmode"]), crs)
+    sample = Sample(
+        sentinel2=sentinel2,
+        worldcover=worldcover[None],
+        copdem=np.stack([elevation, slope]).astype(np.float32),
+        agbd_raster=agbd_disk(x, y, transform, float(row["agbd"])),
+        transform=transform,
+        crs=f"EPSG:{candidate.epsg}",
+        scl_stats=scl_stats(scl),
+        sentinel2_product=candidate.item_id,
+        worldcover_tile=",".join(i["id"] for i in wc_items),
+        copdem_tile=",".join(i["id"] for i in dem_items),
+        agbd=float(row["agbd"]),
+        agbd_se=float(row["agbd_se"]),
+        gedi_product=str(row["GEDI Filename"]),
+        shot_number=int(row["shot_number"]),
+        acquisition_time=row["acquisition_time"].strftime("%Y-%m-%d-%H-%M-%S"),
+        delta_time=repr(float(row["delta_time"])),
+        lat_lon=(float(row["lat_lowestmode"]), float(row["lon_lowestmode"])),
+        processing_baseline=harmonized.processing_baseline,
+        offset_removed=harmonized.offset_dn,
+    )
+    return "ok", candidate.item_id, "", sample
+
+
+def _covering(items: list[dict], outline: shapely.Geometry, crs: CRS) -> list[dict]:
+    """Items whose lon/lat bbox meets the window (given in `crs`)."""
+    from rasterio.warp import transform_bounds
+
+    west, south, east, north = transform_bounds(crs, "EPSG:4326", *outline.bounds)
+    window = shapely.box(west, south, east, north)
+    chosen = []
+    for item in items:
+        geometry = shapely.geometry.shape(item["geometry"])
+        if geometry.intersects(window):
+            chosen.append(item)
+    return sorted(chosen, key=lambda item: item["id"])
+
+
+def _worldcover_year(item: dict) -> int:
+    properties = item.get("properties", {})
+    stamp = properties.get("start_datetime") or properties.get("datetime") or ""
+    return int(stamp[:4]) if stamp[:4].isdigit() else 0
+
+
+def _to_crs(lon: float, lat: float, crs: CRS) -> tuple[float, float]:
+    from rasterio.warp import transform as warp_transform
+
+    xs, ys = warp_transform("EPSG:4326", crs, [lon], [lat])
+    return xs[0], ys[0]
+
+
+def _batch_attrs(settings: ExtractSettings) -> dict[str, Any]:
+    return {
+        "source_profile": settings.profile.name,
+        "thresholds": {
+            "max_cloud_cover": settings.max_cloud_cover,
+            "search_days": settings.search_days,
+            "max_scene_candidates": settings.max_scene_candidates,
+            "max_slope": settings.max_slope,
+            "scl_limits": settings.scl_limits.__dict__,
+        },
+        "harmonization": "DN = 10000 x reflectance; BOA_ADD_OFFSET removed where it applies",
+        "gedidata_version": __version__,
+    }

@@ -1,0 +1,136 @@
+"""Stage 3 on the served offline world: exact windows, outcomes, fallback, resume."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import h5py
+import numpy as np
+import polars as pl
+import pytest
+from affine import Affine
+from rasterio.windows import Window
+
+from gedidata.config import PipelineConfig
+from gedidata.errors import InputError
+from gedidata.executor import SerialExecutor
+from gedidata.extract import extract_split
+from gedidata.gedi import DELTA_TIME_EPOCH
+from gedidata.schema import check_file, read_arrays
+from gedidata.sources.profiles import PLANETARY_COMPUTER
+from gedidata.testing.world import default_test_world, write_world
+
+PC = "planetary-computer"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return write_world(default_test_world(tmp_path_factory.mktemp("world")))
+
+
+@pytest.fixture(scope="module")
+def profile(world, served_world_factory):
+    served = served_world_factory(world.root, world.item_files(PC), world.collection_files(PC))
+    return replace(PLANETARY_COMPUTER, stac_url=served.stac_url, gdal_env=served.gdal_env)
+
+
+def scene_on(world, tile: str, day: datetime):
+    return next(s for s in world.scenes if s.tile == tile and s.datetime.date() == day.date())
+
+
+def footprint(scene, east_m: float, south_m: float, when: datetime, shot: int, agbd=123.5):
+    west, _, _, north = scene.bounds
+    lon, lat = scene.to_lonlat(west + east_m, north - south_m)
+    naive = when.astimezone(UTC).replace(tzinfo=None)
+    return {
+        "agbd": agbd,
+        "agbd_se": 10.0,
+        "lon_lowestmode": float(lon),
+        "lat_lowestmode": float(lat),
+        "shot_number": shot,
+        "delta_time": (when - DELTA_TIME_EPOCH).total_seconds(),
+        "l2_quality_flag": 1,
+        "l4_quality_flag": 1,
+        "surface_flag": 1,
+        "GEDI Filename": f"GEDI04_A_{naive:%Y%j%H%M%S}_O01234_01_T00001_02_002_02_V002.h5",
+        "acquisition_time": naive,
+    }
+
+
+def test_extract_on_the_offline_world(world, profile, tmp_path):
+    # 2021-07-03, baseline 05.00 (+1000 DN), cloud cover 0 by its SCL: the best candidate
+    clean = scene_on(world, "32TMT", datetime(2021, 7, 3, tzinfo=UTC))
+    cloudy = scene_on(world, "32TMT", datetime(2020, 7, 13, tzinfo=UTC))
+    backup = scene_on(world, "32TMT", datetime(2020, 7, 8, tzinfo=UTC))
+    rows = [
+        # clear of the scene's snow, not-vegetated and saturated rectangles
+        footprint(clean, 3003.0, 4507.0, clean.datetime + timedelta(hours=5), 101),
+        # best candidate (cloud 2.5 %) has a medium-probability cloud here: fall back
+        footprint(cloudy, 1500.0, 1500.0, cloudy.datetime, 102),
+        # 8 days before 2020-07-08, its only candidate; over its high-probability cloud
+        footprint(backup, 4500.0, 1500.0, backup.datetime - timedelta(days=8), 103),
+        # nowhere near a scene
+        {**footprint(clean, 3000.0, 3000.0, clean.datetime, 104), "lon_lowestmode": 20.0},
+    ]
+    subset = tmp_path / "train_subset.csv"
+    pl.DataFrame(rows).write_csv(subset, separator=";")
+    out = tmp_path / "out"
+    config = PipelineConfig(output_dir=out, batch_size=2, num_processors=1)
+
+    result = extract_split(config, "train", subset, profile, SerialExecutor(), progress=False)
+
+    ledger = pl.read_csv(result.ledger, separator=";")
+    outcome = dict(zip(ledger["shot_number"], ledger["outcome"], strict=True))
+    scene_of = dict(zip(ledger["shot_number"], ledger["scene"], strict=True))
+    assert outcome[101] == "ok" and scene_of[101] == clean.id
+    assert outcome[102] == "ok" and scene_of[102] == backup.id  # the fallback scene
+    assert outcome[103] == "scl_cloud"
+    assert outcome[104] == "no_scene"
+    assert result.outcomes == {"ok": 2, "scl_cloud": 1, "no_scene": 1}
+
+    batches = sorted((out / "train" / "hdf5_batch_data").glob("*.h5"))
+    assert [b.name for b in batches] == ["batch_2_0.h5", "batch_2_1.h5"]
+    assert sum(check_file(b) for b in batches) == 2
+    samples = {}
+    for batch in batches:
+        arrays = read_arrays(batch)
+        for i, shot in enumerate(arrays["GEDI Shot Number"][:, 0]):
+            samples[int(shot)] = {name: values[i] for name, values in arrays.items()}
+
+    for shot, scene in ((101, clean), (102, backup)):
+        sample = samples[shot]
+        transform = Affine(*sample["Transforms"][:6])
+        assert sample["CRS"][0] == f"EPSG:{scene.epsg}"
+        grid = scene.transform("B02")
+        col_off = round((transform.c - grid.c) / 10)
+        row_off = round((grid.f - transform.f) / 10)
+        window = Window(col_off, row_off, 32, 32)
+        expected_b04 = scene.expected("B04", window).astype(np.int32) - scene.pc_offset
+        np.testing.assert_array_equal(sample["Sentinel-2 L2A"][3], np.clip(expected_b04, 0, None))
+        # the footprint is in the central 2 x 2 pixels and carries the AGBD value
+        lat, lon = sample["GEDI Lat Lon"]
+        x, y = scene.from_lonlat(lon, lat)
+        col, row = int((x - transform.c) // 10), int((transform.f - y) // 10)
+        assert col in (15, 16) and row in (15, 16)
+        agbd = sample["AGBD Raster"][0]
+        assert agbd[row, col] == pytest.approx(123.5)
+        assert 9 <= (agbd == np.float32(123.5)).sum() <= 16
+        assert set(np.unique(agbd)) == {np.float32(-9999), np.float32(123.5)}
+        assert sample["Sentinel-2 Offset Removed"][0] == scene.pc_offset
+        assert sample["Sentinel-2 Processing Baseline"][0] == scene.processing_baseline
+
+    # A re-run skips the complete batches and rewrites nothing.
+    stamps = [b.stat().st_mtime_ns for b in batches]
+    again = extract_split(config, "train", subset, profile, SerialExecutor(), progress=False)
+    assert again.skipped_batches == 2
+    assert [b.stat().st_mtime_ns for b in batches] == stamps
+    assert again.outcomes == result.outcomes
+
+    # Another batch size would cut the footprints differently: refused.
+    with pytest.raises(InputError, match="--batch-size 3"):
+        extract_split(
+            replace(config, batch_size=3), "train", subset, profile, SerialExecutor(), False
+        )
+    with h5py.File(batches[0]) as handle:
+        assert handle.attrs["source_profile"] == PC
