@@ -10,9 +10,11 @@ from pathlib import Path
 from gedidata.combine import CombineResult, combine, combined_csv_path
 from gedidata.config import SPLITS, PipelineConfig
 from gedidata.errors import InputError
+from gedidata.extract import ExtractResult, extract_split
 from gedidata.footprints import scan_footprints
 from gedidata.gedi import REJECTION_REASONS
-from gedidata.subset import SubsetResult, subset_split
+from gedidata.sources.profiles import load_profile
+from gedidata.subset import SubsetResult, subset_csv_path, subset_split
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +25,7 @@ class RunSummary:
 
     combine: CombineResult | None = None
     subsets: dict[str, SubsetResult] = field(default_factory=dict)
+    extracts: dict[str, ExtractResult] = field(default_factory=dict)
     given: dict[str, Path] = field(default_factory=dict)
     seconds: float = 0.0
     not_built: str | None = None
@@ -34,6 +37,8 @@ def run_pipeline(config: PipelineConfig, progress: bool = True) -> RunSummary:
     started = time.monotonic()
     summary = RunSummary()
     _check_given_csvs(config)
+    # A bad --source fails now, not after hours of combining.
+    profile = load_profile(config.source, config.stac_url)
     needs_combine = [
         split
         for split in SPLITS
@@ -66,11 +71,19 @@ def run_pipeline(config: PipelineConfig, progress: bool = True) -> RunSummary:
             plot_full=config.plot_distribution,
             overwrite=config.overwrite,
         )
+    if config.stop_after == "subset":
+        summary.seconds = time.monotonic() - started
+        return summary
+
+    for split in SPLITS:
+        subset = config.subset_csv.get(split) or subset_csv_path(config.output_dir, split)
+        summary.extracts[split] = extract_split(config, split, subset, profile, progress=progress)
     summary.seconds = time.monotonic() - started
-    if config.stop_after != "subset":
+    if config.stop_after != "extract":
         summary.not_built = (
-            "stage 3 (extract) is not built yet: the combined and subset CSVs are written; "
-            "run with --stop-after subset to end here without this error"
+            "stage 4 (fuse) is not built yet: the batch files are in "
+            f"{config.output_dir}/<split>/hdf5_batch_data; "
+            "run with --stop-after extract to end here without this error"
         )
     return summary
 
@@ -111,6 +124,16 @@ def format_summary(summary: RunSummary) -> str:
                 ("subset", split, f"{subset.available:,}", f"{subset.selected:,}", "", note)
             )
         files.extend(subset.outputs)
+    for split, extract in summary.extracts.items():
+        kept = extract.outcomes.get("ok", 0)
+        note = f"{extract.batches} batches ({extract.skipped_batches} already complete)"
+        note += f"; {extract.seconds:.1f} s"
+        rows.append(("extract", split, f"{extract.footprints:,}", f"{kept:,}", "", note))
+        for reason, count in sorted(extract.outcomes.items()):
+            if reason != "ok":
+                rows.append(("extract", split, "", "", f"{count:,}", reason))
+        if extract.ledger is not None:
+            files.append(extract.ledger)
     for split, path in summary.given.items():
         rows.append(("given", split, "", "", "", str(path)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]

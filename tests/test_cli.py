@@ -9,13 +9,21 @@ from gedidata.testing import write_granule
 from tests.conftest import run_cli
 
 
-def test_unbuilt_stage_says_so_after_doing_the_built_ones(tmp_path):
+def test_stop_after_subset_ends_cleanly(tmp_path):
     write_granule(tmp_path / "gedi", datetime(2020, 4, 1), shots_per_beam=30)
-    result = run_cli("--input", tmp_path / "gedi", tmp_path / "out")
-    assert result.returncode == EXIT_NOT_BUILT
-    assert "extract" in result.stderr and "not built yet" in result.stderr
+    result = run_cli("--input", tmp_path / "gedi", tmp_path / "out", "--stop-after", "subset")
+    assert result.returncode == 0, result.stderr
     assert "gedidata run summary" in result.stdout
     assert (tmp_path / "out" / "train_subset.csv").exists()
+    assert not (tmp_path / "out" / "train").exists()  # extract did not start
+
+
+def test_bad_source_fails_before_any_work(tmp_path):
+    write_granule(tmp_path / "gedi", datetime(2020, 4, 1), shots_per_beam=30)
+    result = run_cli("--input", tmp_path / "gedi", tmp_path / "out", "--source", "nowhere")
+    assert result.returncode != 0
+    assert "nowhere" in result.stderr
+    assert not (tmp_path / "out" / "train_combined.csv").exists()
 
 
 def test_fuse_only_is_not_built_yet(tmp_path):

@@ -12,6 +12,7 @@ import pytest
 from affine import Affine
 from rasterio.windows import Window
 
+from gedidata.cli import EXIT_NOT_BUILT
 from gedidata.config import PipelineConfig
 from gedidata.errors import InputError
 from gedidata.executor import SerialExecutor
@@ -20,6 +21,7 @@ from gedidata.gedi import DELTA_TIME_EPOCH
 from gedidata.schema import check_file, read_arrays
 from gedidata.sources.profiles import PLANETARY_COMPUTER
 from gedidata.testing.world import default_test_world, write_world
+from tests.conftest import run_cli
 
 PC = "planetary-computer"
 
@@ -134,3 +136,33 @@ def test_extract_on_the_offline_world(world, profile, tmp_path):
         )
     with h5py.File(batches[0]) as handle:
         assert handle.attrs["source_profile"] == PC
+
+
+def test_pipeline_runs_extract_through_a_profile_file(world, profile, tmp_path):
+    """The CLI, a TOML source profile pointing at 127.0.0.1, skip flags, --stop-after."""
+    scene = scene_on(world, "32TMT", datetime(2021, 7, 3, tzinfo=UTC))
+    rows = [footprint(scene, 3003.0 + 40 * i, 4507.0, scene.datetime, 200 + i) for i in range(3)]
+    subset = tmp_path / "subset.csv"
+    pl.DataFrame(rows).write_csv(subset, separator=";")
+    gdal = "\n".join(f'{key} = "{value}"' for key, value in profile.gdal_env.items())
+    toml = tmp_path / "offline.toml"
+    toml.write_text(
+        f'base = "planetary-computer"\nstac_url = "{profile.stac_url}"\n[gdal]\n{gdal}\n'
+    )
+    out = tmp_path / "out"
+    args = ("--path-subset-csv-train", subset, "--path-subset-csv-test", subset,
+            "--source", toml, "--batch-size", "2", "--num-processors", "2")  # fmt: skip
+    result = run_cli(out, *args, "--stop-after", "extract", "-q")
+    assert result.returncode == 0, result.stderr
+    assert "extract  train  3" in result.stdout
+    for split in ("train", "test"):
+        batches = sorted((out / split / "hdf5_batch_data").glob("*.h5"))
+        assert sum(check_file(b) for b in batches) == 3
+        ledger = pl.read_csv(out / f"{split}_ledger.csv", separator=";")
+        assert sorted(ledger["shot_number"]) == [200, 201, 202]
+        assert set(ledger["outcome"]) == {"ok"}
+    # Without --stop-after the run says fuse is not built yet, after the summary.
+    rest = run_cli(out, *args)
+    assert rest.returncode == EXIT_NOT_BUILT
+    assert "fuse" in rest.stderr and "gedidata run summary" in rest.stdout
+    assert "2 batches (2 already complete)" in rest.stdout

@@ -55,7 +55,10 @@ Signing = Literal["none", "planetary-computer"]
 
 @dataclass(frozen=True)
 class SourceProfile:
-    """Where the scenes, DEM and land cover come from, and how to read them."""
+    """Where the scenes, DEM and land cover come from, and how to read them.
+
+    Plain dicts (not mapping proxies) so a profile pickles into worker processes.
+    """
 
     name: str
     stac_url: str
@@ -63,7 +66,7 @@ class SourceProfile:
     dem_collection: str = "cop-dem-glo-30"
     worldcover_collection: str | None = "esa-worldcover"
     band_assets: Mapping[str, str] = field(
-        default_factory=lambda: MappingProxyType({band: band for band in BAND_RESOLUTION})
+        default_factory=lambda: {band: band for band in BAND_RESOLUTION}
     )
     """Canonical band name (B02, …, SCL) → asset key of the item."""
     dem_asset: str = "data"
@@ -89,7 +92,7 @@ EARTH_SEARCH = SourceProfile(
     name="earth-search",
     stac_url="https://earth-search.aws.element84.com/v1",
     worldcover_collection=None,  # Earth Search has no WorldCover: use a profile that has it
-    band_assets=MappingProxyType(
+    band_assets=dict(
         {
             "SCL": "scl",
             "B01": "coastal",
@@ -106,7 +109,7 @@ EARTH_SEARCH = SourceProfile(
             "B12": "swir22",
         }
     ),
-    gdal_env=MappingProxyType({"AWS_NO_SIGN_REQUEST": "YES"}),
+    gdal_env={"AWS_NO_SIGN_REQUEST": "YES"},
 )
 
 BUILT_IN: Mapping[str, SourceProfile] = MappingProxyType(
@@ -183,8 +186,8 @@ def _profile_from_toml(path: Path) -> SourceProfile:
         sentinel2_collection=collections.get("sentinel2", start.sentinel2_collection),
         dem_collection=collections.get("dem", start.dem_collection),
         worldcover_collection=collections.get("worldcover", start.worldcover_collection),
-        band_assets=MappingProxyType(band_assets),
+        band_assets=band_assets,
         dem_asset=assets.get("dem", start.dem_asset),
         worldcover_asset=assets.get("worldcover", start.worldcover_asset),
-        gdal_env=MappingProxyType({**start.gdal_env, **{k: str(v) for k, v in gdal.items()}}),
+        gdal_env={**start.gdal_env, **{k: str(v) for k, v in gdal.items()}},
     )
