@@ -136,6 +136,7 @@ def extract_split(
     directory = batch_dir(config.output_dir, split)
     ledger_dir = directory.parent / "ledger"
     done = complete_batches(directory, config.batch_size)
+    _remove_stale_temporaries(directory, ledger_dir)
     day = frame["delta_time"].to_numpy() / 86400.0
     order = batch_order(
         frame["lon_lowestmode"].to_numpy(),
@@ -179,6 +180,15 @@ def extract_split(
     _merge_ledgers(ledger_dir, config.batch_size, len(plans), result.ledger)
     result.seconds = time.monotonic() - started
     return result
+
+
+def _remove_stale_temporaries(*directories: Path) -> None:
+    """Half-written files of a run that was killed (their batches are simply redone)."""
+    for directory in directories:
+        if directory.is_dir():
+            for stale in directory.glob(".batch_*.tmp-*"):
+                logger.info("removing %s left by an interrupted run", stale)
+                stale.unlink(missing_ok=True)
 
 
 def _ledger_outcomes(ledger_dir: Path, size: int, count: int) -> Counter[str]:

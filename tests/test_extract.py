@@ -19,7 +19,7 @@ from gedidata.executor import SerialExecutor
 from gedidata.extract import extract_split
 from gedidata.gedi import DELTA_TIME_EPOCH
 from gedidata.schema import check_file, read_arrays
-from gedidata.sources.profiles import PLANETARY_COMPUTER
+from gedidata.sources.profiles import PLANETARY_COMPUTER, profile_toml
 from gedidata.testing.world import default_test_world, write_world
 from tests.conftest import run_cli
 
@@ -144,11 +144,8 @@ def test_pipeline_runs_extract_through_a_profile_file(world, profile, tmp_path):
     rows = [footprint(scene, 3003.0 + 40 * i, 4507.0, scene.datetime, 200 + i) for i in range(3)]
     subset = tmp_path / "subset.csv"
     pl.DataFrame(rows).write_csv(subset, separator=";")
-    gdal = "\n".join(f'{key} = "{value}"' for key, value in profile.gdal_env.items())
     toml = tmp_path / "offline.toml"
-    toml.write_text(
-        f'base = "planetary-computer"\nstac_url = "{profile.stac_url}"\n[gdal]\n{gdal}\n'
-    )
+    toml.write_text(profile_toml(profile))
     out = tmp_path / "out"
     args = ("--path-subset-csv-train", subset, "--path-subset-csv-test", subset,
             "--source", toml, "--batch-size", "2", "--num-processors", "2")  # fmt: skip
@@ -166,3 +163,60 @@ def test_pipeline_runs_extract_through_a_profile_file(world, profile, tmp_path):
     assert rest.returncode == EXIT_NOT_BUILT
     assert "fuse" in rest.stderr and "gedidata run summary" in rest.stdout
     assert "2 batches (2 already complete)" in rest.stdout
+
+
+def test_sigkill_then_rerun_gives_the_same_samples(world, profile, tmp_path):
+    """Kill a running extract (main and workers) mid-way; the re-run completes it with
+    no duplicate and no unreadable file, and matches an uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+
+    scene = scene_on(world, "32TMT", datetime(2021, 7, 3, tzinfo=UTC))
+    rows = [
+        footprint(scene, 700.0 + 350 * (i % 14), 2600.0 + 300 * (i // 14), scene.datetime, 300 + i)
+        for i in range(28)
+    ]
+    subset = tmp_path / "subset.csv"
+    pl.DataFrame(rows).write_csv(subset, separator=";")
+    toml = tmp_path / "offline.toml"
+    toml.write_text(profile_toml(profile))
+
+    def command(out):
+        return [sys.executable, str(REPO / "create_dataset.py"), str(out),
+                "--path-subset-csv-train", str(subset), "--path-subset-csv-test", str(subset),
+                "--source", str(toml), "--batch-size", "1", "--num-processors", "2",
+                "--stop-after", "extract", "-q"]  # fmt: skip
+
+    def samples(out):
+        shots = []
+        for split in ("train", "test"):
+            for batch in sorted((out / split / "hdf5_batch_data").glob("*.h5")):
+                check_file(batch)  # readable, right schema
+                shots += [(split, int(s)) for s in read_arrays(batch)["GEDI Shot Number"][:, 0]]
+        return shots
+
+    reference = tmp_path / "reference"
+    assert subprocess.run(command(reference), capture_output=True, check=False).returncode == 0
+
+    out = tmp_path / "killed"
+    process = subprocess.Popen(command(out), start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    batches = out / "train" / "hdf5_batch_data"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(batches.glob("batch_*.h5"))) < 3:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    done_before = len(list(batches.glob("batch_*.h5")))
+    assert 3 <= done_before < 28  # killed mid-way
+
+    again = subprocess.run(command(out), capture_output=True, text=True, check=False)
+    assert again.returncode == 0, again.stderr
+    assert sorted(samples(out)) == sorted(samples(reference))
+    assert len(samples(out)) == len(set(samples(out)))
+    assert not list(out.rglob(".batch_*"))  # no half-written file left

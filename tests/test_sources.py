@@ -14,6 +14,7 @@ from gedidata.sources.profiles import (
     PLANETARY_COMPUTER,
     S2_BANDS,
     load_profile,
+    profile_toml,
 )
 from gedidata.sources.signing import HrefSigner, redact
 from tests.conftest import SHARED
@@ -126,3 +127,10 @@ def test_signing_leaves_local_hrefs_and_redacts_tokens():
     assert redact("GET https://a.blob.core.windows.net/x/B04.tif?st=1&sig=SECRET failed") == (
         "GET https://a.blob.core.windows.net/x/B04.tif?… failed"
     )
+
+
+@pytest.mark.parametrize("profile", [PLANETARY_COMPUTER, EARTH_SEARCH])
+def test_profile_toml_round_trip(tmp_path, profile):
+    path = tmp_path / f"{profile.name}.toml"
+    path.write_text(profile_toml(profile))
+    assert load_profile(path) == profile

@@ -185,9 +185,36 @@ def _profile_from_toml(path: Path) -> SourceProfile:
         signing=data.get("signing", start.signing),
         sentinel2_collection=collections.get("sentinel2", start.sentinel2_collection),
         dem_collection=collections.get("dem", start.dem_collection),
-        worldcover_collection=collections.get("worldcover", start.worldcover_collection),
+        # worldcover = "" says the source has no WorldCover
+        worldcover_collection=collections.get("worldcover", start.worldcover_collection) or None,
         band_assets=band_assets,
         dem_asset=assets.get("dem", start.dem_asset),
         worldcover_asset=assets.get("worldcover", start.worldcover_asset),
         gdal_env={**start.gdal_env, **{k: str(v) for k, v in gdal.items()}},
     )
+
+
+def profile_toml(profile: SourceProfile) -> str:
+    """`profile` as a TOML profile file that `load_profile` reads back to an equal profile."""
+
+    def quoted(value: str) -> str:
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    lines = [
+        f"name = {quoted(profile.name)}",
+        f"stac_url = {quoted(profile.stac_url)}",
+        f"signing = {quoted(profile.signing)}",
+        "[collections]",
+        f"sentinel2 = {quoted(profile.sentinel2_collection)}",
+        f"dem = {quoted(profile.dem_collection)}",
+    ]
+    lines.append(f"worldcover = {quoted(profile.worldcover_collection or '')}")
+    lines.append("[assets]")
+    lines += [f"{band} = {quoted(key)}" for band, key in profile.band_assets.items()]
+    lines += [
+        f"dem = {quoted(profile.dem_asset)}",
+        f"worldcover = {quoted(profile.worldcover_asset)}",
+    ]
+    lines.append("[gdal]")
+    lines += [f"{key} = {quoted(str(value))}" for key, value in profile.gdal_env.items()]
+    return "\n".join(lines) + "\n"

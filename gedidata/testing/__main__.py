@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
 
+    from gedidata.sources.profiles import load_profile, profile_toml
     from gedidata.testing.servers import serve_world
 
     generated = load_world(args.root)
@@ -73,12 +74,17 @@ def main(argv: list[str] | None = None) -> int:
     with serve_world(
         generated.root, generated.item_files(layout), generated.collection_files(layout)
     ) as served:
+        base = load_profile(layout)
         profile = args.root / f"profile-{layout}.toml"
-        gdal = "\n".join(f'{key} = "{value}"' for key, value in served.gdal_env.items())
-        profile.write_text(
-            f'base = "{layout}"\nname = "offline-{layout}"\nstac_url = "{served.stac_url}"\n'
-            f'signing = "none"\n[collections]\nworldcover = "esa-worldcover"\n[gdal]\n{gdal}\n'
+        offline = dataclasses.replace(
+            base,
+            name=f"offline-{layout}",
+            stac_url=served.stac_url,
+            signing="none",
+            worldcover_collection="esa-worldcover",
+            gdal_env={**base.gdal_env, **served.gdal_env},
         )
+        profile.write_text(profile_toml(offline))
         print(f"STAC API: {served.stac_url}\nfiles:    {served.files_url}\nprofile:  {profile}")
         print("serving; press Ctrl-C to stop", flush=True)
         try:
