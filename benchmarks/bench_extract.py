@@ -1,0 +1,260 @@
+"""Benchmark stage 3 (extract) against the original tool's read strategy.
+
+On one generated full-size Sentinel-2 scene (109.8 km MGRS tile, 1024-pixel COG tiles)
+served over HTTP on 127.0.0.1, with its DEM and WorldCover tiles:
+
+(a) the original strategy: one STAC search per footprint, then for every band
+    `rasterio.open` + a whole-scene `WarpedVRT` and a window read (Sentinel-2 only);
+(b) gedidata's extract with 2 worker processes, end to end (S2 + DEM + WorldCover +
+    SCL checks + HDF5 batches).
+
+Prints footprints/s, HTTP requests and bytes per footprint (from the file server's
+log), STAC requests per footprint (through a counting proxy), and the minimum bytes:
+the unique internal COG tiles the windows touch. Run by hand:
+
+    python benchmarks/bench_extract.py [--footprints 2000] [--original-footprints 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.server
+import shutil
+import threading
+import time
+import urllib.request
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import rasterio
+import shapely
+from pystac_client import Client
+from rasterio.enums import Resampling
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+
+from gedidata.config import PipelineConfig
+from gedidata.executor import ProcessExecutor
+from gedidata.extract import CLOUD_OPTIMIZED_GDAL, extract_split
+from gedidata.gedi import DELTA_TIME_EPOCH
+from gedidata.geometry import window_offsets
+from gedidata.sources.profiles import BAND_RESOLUTION, PLANETARY_COMPUTER, S2_BANDS
+from gedidata.testing.servers import serve_world
+from gedidata.testing.world import SceneSpec, WorldSpec, write_world
+
+PC = "planetary-computer"
+
+
+class CountingProxy:
+    """Forwards HTTP to the STAC API and counts the requests."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target.rstrip("/")
+        self.requests = 0
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _forward(self, method: str) -> None:
+                proxy.requests += 1
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
+                request = urllib.request.Request(
+                    proxy.target + self.path, data=body or None, method=method,
+                    headers={"Content-Type": "application/json"},
+                )  # fmt: skip
+                with urllib.request.urlopen(request) as response:
+                    payload = response.read().replace(proxy.target.encode(), proxy.url.encode())
+                    self.send_response(response.status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+
+            def do_GET(self) -> None:
+                self._forward("GET")
+
+            def do_POST(self) -> None:
+                self._forward("POST")
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def make_footprints(scene, count: int, seed: int = 0) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    west, south, east, north = scene.bounds
+    ring = shapely.Polygon(scene.footprint_utm).buffer(-400)
+    xs, ys = [], []
+    while len(xs) < count:
+        x, y = rng.uniform(west, east), rng.uniform(south, north)
+        if ring.contains(shapely.Point(x, y)):
+            xs.append(x)
+            ys.append(y)
+    lons, lats = scene.to_lonlat(np.array(xs), np.array(ys))
+    when = scene.datetime.astimezone(UTC)
+    naive = when.replace(tzinfo=None)
+    return pl.DataFrame(
+        {
+            "agbd": rng.uniform(10, 400, count).astype(np.float32),
+            "agbd_se": rng.uniform(1, 20, count).astype(np.float32),
+            "lon_lowestmode": lons,
+            "lat_lowestmode": lats,
+            "shot_number": np.arange(count, dtype=np.uint64) + 10**15,
+            "delta_time": np.full(count, (when - DELTA_TIME_EPOCH).total_seconds()),
+            "l2_quality_flag": np.ones(count, np.uint8),
+            "l4_quality_flag": np.ones(count, np.uint8),
+            "surface_flag": np.ones(count, np.uint8),
+            "GEDI Filename": [f"GEDI04_A_{naive:%Y%j%H%M%S}_O01234_01_T00001_02_002_02_V002.h5"]
+            * count,
+            "acquisition_time": [naive] * count,
+        }
+    )
+
+
+def minimum_bytes(world, scene, frame: pl.DataFrame) -> int:
+    """Bytes of the unique internal tiles the S2 windows touch (plus one header each)."""
+    xs, ys = scene.from_lonlat(
+        frame["lon_lowestmode"].to_numpy(), frame["lat_lowestmode"].to_numpy()
+    )
+    grid10 = scene.transform("B02")
+    cols, rows = window_offsets(np.asarray(xs), np.asarray(ys), grid10)
+    total = 0
+    for band in S2_BANDS:
+        factor = BAND_RESOLUTION[band] // 10
+        margin = 0 if factor == 1 else 2
+        with rasterio.open(world.root / scene.asset_path(band, PC)) as dataset:
+            block = dataset.block_shapes[0][0]
+            tiles = set()
+            for col, row in zip(cols, rows, strict=True):
+                c0, c1 = col // factor - margin, (col + 32 + factor - 1) // factor + margin
+                r0, r1 = row // factor - margin, (row + 32 + factor - 1) // factor + margin
+                for ti in range(max(r0, 0) // block, min(r1, dataset.height - 1) // block + 1):
+                    for tj in range(max(c0, 0) // block, min(c1, dataset.width - 1) // block + 1):
+                        tiles.add((ti, tj))
+            total += sum(dataset.block_size(1, i, j) for i, j in tiles) + 16384
+    return total
+
+
+def original_strategy(served, stac_url: str, scene, frame: pl.DataFrame) -> None:
+    """One STAC search per footprint; per band open + whole-scene WarpedVRT + window read."""
+    client = Client.open(stac_url)
+    grid10 = scene.transform("B02")
+    for row in frame.iter_rows(named=True):
+        point = shapely.Point(row["lon_lowestmode"], row["lat_lowestmode"])
+        when = row["acquisition_time"].replace(tzinfo=UTC)
+        items = list(
+            client.search(
+                collections=["sentinel-2-l2a"], intersects=shapely.geometry.mapping(point),
+                datetime=(when - timedelta(days=10), when + timedelta(days=10)),
+            ).items_as_dicts()
+        )  # fmt: skip
+        item = min(items, key=lambda i: i["properties"]["eo:cloud_cover"])
+        x, y = scene.from_lonlat(row["lon_lowestmode"], row["lat_lowestmode"])
+        col, rowo = window_offsets(np.array([x]), np.array([y]), grid10)
+        window = Window(int(col[0]), int(rowo[0]), 32, 32)
+        for band in S2_BANDS:
+            with (
+                rasterio.open(item["assets"][band]["href"]) as src,
+                WarpedVRT(src, crs=src.crs, transform=grid10, width=scene.shape("B02")[1],
+                          height=scene.shape("B02")[0], resampling=Resampling.bilinear) as vrt,
+            ):  # fmt: skip
+                vrt.read(1, window=window)
+
+
+def report(name: str, count: int, seconds: float, log, mark: int, stac: int, prefix: str) -> float:
+    entries = [e for e in log.entries(since=mark) if e["path"].startswith(prefix)]
+    everything = log.entries(since=mark)
+    rate = count / seconds
+    print(
+        f"{name}: {count} footprints in {seconds:.1f} s = {rate:,.1f} footprints/s; "
+        f"Sentinel-2: {len(entries) / count:.1f} HTTP requests and "
+        f"{sum(e['bytes'] for e in entries) / count / 1e3:,.1f} kB per footprint; "
+        f"all files: {len(everything) / count:.1f} requests, "
+        f"{sum(e['bytes'] for e in everything) / count / 1e3:,.1f} kB per footprint; "
+        f"STAC requests per footprint: {stac / count:.4f}"
+    )
+    return sum(e["bytes"] for e in entries)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--footprints", type=int, default=2000)
+    parser.add_argument("--original-footprints", type=int, default=100)
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/gedidata-bench-extract"))
+    args = parser.parse_args()
+
+    started = time.monotonic()
+    spec = WorldSpec(
+        args.workdir / "world",
+        [SceneSpec("32TMT", datetime(2021, 7, 3, 10, 30, tzinfo=UTC), cloud_cover=3.0,
+                   processing_baseline="05.00")],
+        worldcover_years=(2021,),
+    )  # fmt: skip
+    world = write_world(spec)
+    scene = world.scenes[0]
+    print(f"world ready in {time.monotonic() - started:.0f} s: {scene.id}")
+    frame = make_footprints(scene, args.footprints)
+    subset = args.workdir / "subset.csv"
+    frame.write_csv(subset, separator=";")
+    prefix = "/" + scene.asset_path("B02", PC).split("/")[0]
+    minimum = minimum_bytes(world, scene, frame)
+
+    with serve_world(world.root, world.item_files(PC), world.collection_files(PC)) as served:
+        proxy = CountingProxy(served.stac_url)
+        try:
+            log = served.file_server.log
+            env = {**CLOUD_OPTIMIZED_GDAL, **served.gdal_env}
+
+            original = frame.head(args.original_footprints)
+            mark, stac_before = log.mark(), proxy.requests
+            begin = time.monotonic()
+            with rasterio.Env(**env):
+                original_strategy(served, proxy.url, scene, original)
+            seconds_a = time.monotonic() - begin
+            report("(a) original", original.height, seconds_a, log, mark,
+                   proxy.requests - stac_before, prefix)  # fmt: skip
+
+            out = args.workdir / "out"
+            shutil.rmtree(out, ignore_errors=True)
+            profile = replace(PLANETARY_COMPUTER, stac_url=proxy.url, gdal_env=served.gdal_env)
+            config = PipelineConfig(
+                output_dir=out, batch_size=args.batch_size, num_processors=args.processes
+            )
+            mark, stac_before = log.mark(), proxy.requests
+            begin = time.monotonic()
+            result = extract_split(
+                config, "train", subset, profile, ProcessExecutor(args.processes), progress=False
+            )
+            seconds_b = time.monotonic() - begin
+            s2_bytes = report("(b) gedidata", frame.height, seconds_b, log, mark,
+                              proxy.requests - stac_before, prefix)  # fmt: skip
+            print(f"(b) outcomes: {dict(result.outcomes)}")
+            print(
+                f"minimum Sentinel-2 bytes (unique internal tiles + headers): "
+                f"{minimum / frame.height / 1e3:,.1f} kB per footprint; "
+                f"(b) read {s2_bytes / minimum:.2f}x the minimum"
+            )
+            print(
+                f"speed-up (b)/(a): "
+                f"{(frame.height / seconds_b) / (original.height / seconds_a):,.0f}x"
+            )
+        finally:
+            proxy.close()
+
+
+if __name__ == "__main__":
+    main()
