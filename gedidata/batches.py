@@ -60,13 +60,23 @@ def batch_order(
     shot_number: np.ndarray,
     cell_deg: float = 1.0,
     window_days: int = 20,
+    sub_cell_deg: float = 0.1,
 ) -> np.ndarray:
-    """Row order that keeps footprints of the same area and date window together."""
-    cell_x = np.floor(np.asarray(lon) / cell_deg).astype(np.int64)
-    cell_y = np.floor(np.asarray(lat) / cell_deg).astype(np.int64)
+    """Row order that keeps footprints of the same area and date window together.
+
+    Within a cell and date window, footprints go by `sub_cell_deg` sub-cells (rows of
+    them, south to north), so a batch covers a compact part of a scene and decompresses
+    few of its internal tiles.
+    """
+    lon = np.asarray(lon)
+    lat = np.asarray(lat)
+    cell_x = np.floor(lon / cell_deg).astype(np.int64)
+    cell_y = np.floor(lat / cell_deg).astype(np.int64)
     window = np.floor(np.asarray(day) / max(1, window_days)).astype(np.int64)
+    sub_x = np.floor(lon / sub_cell_deg).astype(np.int64)
+    sub_y = np.floor(lat / sub_cell_deg).astype(np.int64)
     # lexsort: the last key is the primary one
-    return np.lexsort((np.asarray(shot_number), window, cell_y, cell_x))
+    return np.lexsort((np.asarray(shot_number), sub_x, sub_y, window, cell_y, cell_x))
 
 
 def plan_batches(order: np.ndarray, size: int) -> list[np.ndarray]:

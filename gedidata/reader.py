@@ -90,6 +90,9 @@ def read_resampled(
     """
     dtype = np.dtype(dataset.dtypes[band - 1])
     nodata = _fill_value(dataset.nodata, dtype)
+    aligned = _aligned(dataset, dst_transform, dst_crs)
+    if aligned is not None and resampling in (Resampling.bilinear, Resampling.nearest):
+        return _upsample_aligned(dataset, aligned, shape, resampling, nodata, band)
     return read_mosaic(
         [dataset], dst_transform, dst_crs, shape, resampling, dtype, nodata, margin_px, band
     )
@@ -201,6 +204,110 @@ def read_dem_with_slope(
 
 
 # ----------------------------------------------------------------------------- helpers
+
+
+def _aligned(
+    dataset: DatasetReader, dst_transform: Affine, dst_crs: CRS | str
+) -> tuple[int, int, int] | None:
+    """(factor, col offset, row offset) when the destination grid subdivides the
+    dataset's grid: same CRS, north-up, source pixel = factor x destination pixel, and
+    the destination origin on a destination-sized step from the source origin."""
+    src = dataset.transform
+    if dataset.crs is None or dataset.crs != CRS.from_user_input(dst_crs):
+        return None
+    if src.b or src.d or dst_transform.b or dst_transform.d:
+        return None
+    factor = src.a / dst_transform.a
+    if not (
+        factor >= 1
+        and abs(factor - round(factor)) < _ALIGN_TOLERANCE
+        and math.isclose(src.e / dst_transform.e, factor, rel_tol=1e-9)
+    ):
+        return None
+    col = (dst_transform.c - src.c) / dst_transform.a
+    row = (dst_transform.f - src.f) / dst_transform.e
+    if abs(col - round(col)) > _ALIGN_TOLERANCE or abs(row - round(row)) > _ALIGN_TOLERANCE:
+        return None
+    return round(factor), round(col), round(row)
+
+
+def _upsample_aligned(
+    dataset: DatasetReader,
+    aligned: tuple[int, int, int],
+    shape: Shape,
+    resampling: Resampling,
+    nodata: float,
+    band: int,
+) -> np.ndarray:
+    """Bilinear or nearest resampling onto a grid that subdivides the source grid.
+
+    The same kernel as GDAL's warper (source coordinate of each destination pixel
+    centre, 2 x 2 neighbours, nodata and pixels off the raster left out of the weights,
+    half-up rounding for integers) without setting up a warp for a 32 x 32 window.
+    """
+    factor, col_off, row_off = aligned
+    rows, cols = shape
+    dtype = np.dtype(dataset.dtypes[band - 1])
+    # source pixel coordinates (pixel centres at integers) of the destination centres
+    u = (col_off + np.arange(cols) + 0.5) / factor - 0.5
+    v = (row_off + np.arange(rows) + 0.5) / factor - 0.5
+    if resampling == Resampling.nearest:
+        ci = np.floor(u + 0.5).astype(np.int64)
+        ri = np.floor(v + 0.5).astype(np.int64)
+        chunk, c0, r0 = _padded_read(dataset, ci.min(), ci.max(), ri.min(), ri.max(), nodata, band)
+        return chunk[np.ix_(ri - r0, ci - c0)].astype(dtype)
+    c_lo = np.floor(u).astype(np.int64)
+    r_lo = np.floor(v).astype(np.int64)
+    tc = (u - c_lo)[None, :]
+    tr = (v - r_lo)[:, None]
+    chunk, c0, r0 = _padded_read(
+        dataset, c_lo.min(), c_lo.max() + 1, r_lo.min(), r_lo.max() + 1, nodata, band
+    )
+    values = chunk.astype(np.float64)
+    valid = ~_is_nodata(chunk, nodata)
+    total = np.zeros((rows, cols))
+    weight = np.zeros((rows, cols))
+    for dr, wr in ((0, 1.0 - tr), (1, tr)):
+        for dc, wc in ((0, 1.0 - tc), (1, tc)):
+            index = np.ix_(r_lo + dr - r0, c_lo + dc - c0)
+            w = wr * wc * valid[index]
+            total += w * np.where(valid[index], values[index], 0.0)
+            weight += w
+    out = np.full((rows, cols), nodata, dtype=np.float64)
+    # As GDAL's warper: a destination pixel whose nearest source pixel is invalid stays
+    # nodata, whatever its other neighbours hold.
+    nearest = valid[
+        np.ix_(np.floor(v + 0.5).astype(np.int64) - r0, np.floor(u + 0.5).astype(np.int64) - c0)
+    ]
+    has = (weight > 1e-9) & nearest
+    out[has] = total[has] / weight[has]
+    if dtype.kind in "ui":
+        info = np.iinfo(dtype)
+        out[has] = np.clip(np.floor(out[has] + 0.5), info.min, info.max)
+    return out.astype(dtype)
+
+
+def _padded_read(
+    dataset: DatasetReader,
+    c_min: int,
+    c_max: int,
+    r_min: int,
+    r_max: int,
+    nodata: float,
+    band: int,
+) -> tuple[np.ndarray, int, int]:
+    """Source pixels [r_min..r_max] x [c_min..c_max] (inclusive), nodata off the raster."""
+    window = PixelWindow(int(c_min), int(r_min), int(c_max - c_min + 1), int(r_max - r_min + 1))
+    out = np.full((window.height, window.width), nodata, dtype=np.float64)
+    c0, c1 = max(window.col_off, 0), min(window.col_off + window.width, dataset.width)
+    r0, r1 = max(window.row_off, 0), min(window.row_off + window.height, dataset.height)
+    if c0 < c1 and r0 < r1:
+        data = dataset.read(band, window=Window(c0, r0, c1 - c0, r1 - r0))
+        data = np.where(_is_nodata(data, dataset.nodata), nodata, data)
+        out[
+            r0 - window.row_off : r1 - window.row_off, c0 - window.col_off : c1 - window.col_off
+        ] = data
+    return out, window.col_off, window.row_off
 
 
 def _fill_value(nodata: float | None, dtype: DTypeLike) -> float:

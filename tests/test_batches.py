@@ -15,8 +15,15 @@ def test_order_groups_area_then_date_then_shot():
     day = np.array([900.0, 905.0, 900.0, 930.0, 901.0])  # days since 2018-01-01
     shot = np.array([5, 4, 3, 2, 1])
     order = batch_order(lon, lat, day, shot)
-    # cell (-58, -5) first; then cell (8, 47): window 45 (days 900-919) by shot, then 46
-    assert order.tolist() == [2, 4, 1, 0, 3]
+    # cell (-58, -5) first; then cell (8, 47): window 45 (days 900-919) by 0.1° sub-cell
+    # row (47.1, 47.2, 47.5), then window 46
+    assert order.tolist() == [2, 1, 4, 0, 3]
+
+
+def test_shot_number_breaks_ties_within_a_sub_cell():
+    order = batch_order(np.array([8.01, 8.02]), np.array([47.01, 47.02]), np.zeros(2),
+                        np.array([9, 3]))  # fmt: skip
+    assert order.tolist() == [1, 0]
 
 
 def test_plan_is_exact_cover():
