@@ -28,6 +28,7 @@ import numpy as np
 import polars as pl
 import rasterio
 import shapely
+from affine import Affine
 from rasterio.crs import CRS
 from rasterio.io import DatasetReader
 from tqdm import tqdm
@@ -45,7 +46,7 @@ from gedidata.geometry import WINDOW_SIZE
 from gedidata.quality import scl_rejection, scl_stats, slope_rejection
 from gedidata.reader import read_dem_with_slope, read_exact, read_mosaic, read_resampled, read_scl
 from gedidata.schema import Sample, SampleBuffer, write_samples
-from gedidata.sources.harmonize import harmonization
+from gedidata.sources.harmonize import Harmonization, harmonization
 from gedidata.sources.profiles import BAND_RESOLUTION, S2_BANDS, SourceProfile
 from gedidata.sources.reading import open_asset
 from gedidata.sources.search import FootprintQuery, SceneCandidate, SceneSearch
@@ -237,15 +238,28 @@ def extract_batch(task: BatchTask) -> BatchResult:
             found = None
         if found is not None:
             auxiliary = _AuxiliaryItems(search, rows, settings)
+            # Pass 1: a scene per footprint (SCL check, fallback to the next candidate).
+            chosen: list[_Chosen] = []
             for row in _reading_order(rows, found.candidates):
                 shot = int(row["shot_number"])
                 if shot in found.errors:
                     ledger.append(_entry(row, "read_error", "", found.errors[shot]))
                     continue
-                outcome, scene, detail, sample = _extract_footprint(
-                    row, found.candidates.get(shot, []), settings, assets, auxiliary
-                )
-                ledger.append(_entry(row, outcome, scene, detail))
+                outcome = _choose_scene(row, found.candidates.get(shot, []), settings, assets)
+                if isinstance(outcome, _Chosen):
+                    chosen.append(outcome)
+                else:
+                    ledger.append(_entry(row, *outcome))
+            # Pass 2: band by band (one dataset at a time reads fastest), in tile order.
+            failed = _read_bands(chosen, settings, assets)
+            for item, detail in failed.items():
+                ledger.append(_entry(item.row, "read_error", item.candidate.item_id, detail))
+            # Pass 3: DEM, slope, WorldCover, AGBD disk.
+            for item in chosen:
+                if item in failed:
+                    continue
+                outcome, scene, detail, sample = _finish(item, settings, assets, auxiliary)
+                ledger.append(_entry(item.row, outcome, scene, detail))
                 if sample is not None:
                     buffer.append(sample)
     with atomic_output(task.ledger) as temporary, temporary.open("w", newline="") as handle:
@@ -352,75 +366,106 @@ class _AuxiliaryItems:
         return list(items)
 
 
-def _extract_footprint(
+@dataclass(eq=False)
+class _Chosen:
+    """A footprint, the scene that passed its SCL check, and what is read for it."""
+
+    row: dict[str, Any]
+    candidate: SceneCandidate
+    scl: np.ndarray
+    crs: CRS
+    transform: Affine
+    sentinel2: np.ndarray = field(default_factory=lambda: np.zeros((12, 32, 32), np.uint16))
+    harmonization: Harmonization | None = None
+
+
+def _choose_scene(
     row: dict[str, Any],
     candidates: list[SceneCandidate],
     settings: ExtractSettings,
     assets: _AssetCache,
-    auxiliary: _AuxiliaryItems,
-) -> tuple[str, str, str, Sample | None]:
-    """Outcome, scene id, detail and (if ok) the sample of one footprint."""
+) -> _Chosen | tuple[str, str, str]:
+    """The first candidate whose SCL window passes, or (outcome, scene id, detail)."""
     if not candidates:
-        return "no_scene", "", "", None
-    profile = settings.profile
+        return "no_scene", "", ""
     reason, scene_id = "no_scene", ""
     try:
         for candidate in candidates[: settings.max_scene_candidates]:
             scene_id = candidate.item_id
-            item = candidate.item
             crs = CRS.from_epsg(candidate.epsg)
             transform = candidate.window.transform(candidate.grid)
-            scl_href = item["assets"][profile.asset_key("SCL")]["href"]
+            scl_href = candidate.item["assets"][settings.profile.asset_key("SCL")]["href"]
             scl = read_scl(assets.open(scl_href), transform, crs)
             reason = scl_rejection(scl, settings.scl_limits)
             if reason is None:
-                return _assemble(row, candidate, scl, crs, transform, settings, assets, auxiliary)
-        return reason, scene_id, "", None
+                return _Chosen(row, candidate, scl, crs, transform)
+        return reason, scene_id, ""
     except (GedidataError, KeyError, OSError) as error:
-        return "read_error", scene_id, redact(str(error))[:300], None
+        return "read_error", scene_id, redact(str(error))[:300]
 
 
-def _assemble(
-    row: dict[str, Any],
-    candidate: SceneCandidate,
-    scl: np.ndarray,
-    crs: CRS,
-    transform: Any,
-    settings: ExtractSettings,
-    assets: _AssetCache,
-    auxiliary: _AuxiliaryItems,
-) -> tuple[str, str, str, Sample | None]:
+def _read_bands(
+    chosen: list[_Chosen], settings: ExtractSettings, assets: _AssetCache
+) -> dict[_Chosen, str]:
+    """Fill every footprint's harmonized bands; the footprints that failed, with why."""
     profile = settings.profile
-    item = candidate.item
-    harmonized = harmonization(item, profile.asset_key("B04"))
-    channels = [scl.astype(np.uint16)]
-    for band in S2_BANDS[1:]:
-        dataset = assets.open(item["assets"][profile.asset_key(band)]["href"])
-        if BAND_RESOLUTION[band] == 10:
-            values = read_exact(dataset, candidate.window)
-        else:
-            values = read_resampled(dataset, transform, crs)
-        shifted = values.astype(np.int32) - harmonized.offset_dn
-        channels.append(np.where(values == 0, 0, np.clip(shifted, 0, None)).astype(np.uint16))
-    sentinel2 = np.stack(channels)
-    outline = shapely.box(*candidate.window.bounds(candidate.grid))
-    dem_items = _covering(auxiliary.dem, outline, crs)
-    dem_sets = [assets.open(i["assets"][profile.dem_asset]["href"]) for i in dem_items]
-    elevation, slope = read_dem_with_slope(dem_sets, transform, crs)
-    if not dem_sets or np.isnan(elevation).any():
-        return "nodata", candidate.item_id, "no DEM for the whole window", None
-    reason = slope_rejection(slope, settings.max_slope)
-    if reason is not None:
-        return reason, candidate.item_id, "", None
-    year = 2020 if row["acquisition_time"].year <= 2020 else 2021
-    wc_items = [
-        i for i in _covering(auxiliary.worldcover, outline, crs) if _worldcover_year(i) == year
-    ]
-    wc_sets = [assets.open(i["assets"][profile.worldcover_asset]["href"]) for i in wc_items]
-    worldcover = read_mosaic(wc_sets, transform, crs, (WINDOW_SIZE, WINDOW_SIZE),
-                             rasterio.enums.Resampling.nearest, np.uint8, 0)  # fmt: skip
+    failed: dict[_Chosen, str] = {}
+    for item in chosen:
+        item.sentinel2[0] = item.scl
+        try:
+            item.harmonization = harmonization(item.candidate.item, profile.asset_key("B04"))
+        except GedidataError as error:
+            failed[item] = str(error)[:300]
+    for channel, band in enumerate(S2_BANDS[1:], start=1):
+        for item in chosen:
+            if item in failed:
+                continue
+            candidate = item.candidate
+            try:
+                dataset = assets.open(candidate.item["assets"][profile.asset_key(band)]["href"])
+                if BAND_RESOLUTION[band] == 10:
+                    values = read_exact(dataset, candidate.window)
+                else:
+                    values = read_resampled(dataset, item.transform, item.crs)
+            except (GedidataError, KeyError, OSError) as error:
+                failed[item] = redact(str(error))[:300]
+                continue
+            shifted = values.astype(np.int32) - item.harmonization.offset_dn
+            item.sentinel2[channel] = np.where(values == 0, 0, np.clip(shifted, 0, None))
+    return failed
+
+
+def _finish(
+    item: _Chosen, settings: ExtractSettings, assets: _AssetCache, auxiliary: _AuxiliaryItems
+) -> tuple[str, str, str, Sample | None]:
+    """DEM and slope, WorldCover, AGBD disk: the outcome and (if ok) the sample."""
+    profile = settings.profile
+    row, candidate, crs, transform = item.row, item.candidate, item.crs, item.transform
+    harmonized = item.harmonization
+    assert harmonized is not None  # set by _read_bands for every footprint not failed
+    try:
+        outline = shapely.box(*candidate.window.bounds(candidate.grid))
+        dem_items = _covering(auxiliary.dem, outline, crs)
+        dem_sets = [assets.open(i["assets"][profile.dem_asset]["href"]) for i in dem_items]
+        elevation, slope = read_dem_with_slope(dem_sets, transform, crs)
+        if not dem_sets or np.isnan(elevation).any():
+            return "nodata", candidate.item_id, "no DEM for the whole window", None
+        reason = slope_rejection(slope, settings.max_slope)
+        if reason is not None:
+            return reason, candidate.item_id, "", None
+        year = 2020 if row["acquisition_time"].year <= 2020 else 2021
+        wc_items = [
+            i for i in _covering(auxiliary.worldcover, outline, crs) if _worldcover_year(i) == year
+        ]
+        wc_sets = [assets.open(i["assets"][profile.worldcover_asset]["href"]) for i in wc_items]
+        worldcover = read_mosaic(wc_sets, transform, crs, (WINDOW_SIZE, WINDOW_SIZE),
+                                 rasterio.enums.Resampling.nearest, np.uint8, 0)  # fmt: skip
+    except (GedidataError, KeyError, OSError) as error:
+        return "read_error", candidate.item_id, redact(str(error))[:300], None
     if not wc_sets or (worldcover == 0).any():
         return "nodata", candidate.item_id, f"no WorldCover {year} for the whole window", None
+    scl = item.scl
+    sentinel2 = item.sentinel2
     x, y = _to_crs(float(row["lon_lowestmode"]), float(row["lat_lowestmode"]), crs)
     sample = Sample(
         sentinel2=sentinel2,
