@@ -220,3 +220,71 @@ def test_sigkill_then_rerun_gives_the_same_samples(world, profile, tmp_path):
     assert sorted(samples(out)) == sorted(samples(reference))
     assert len(samples(out)) == len(set(samples(out)))
     assert not list(out.rglob(".batch_*"))  # no half-written file left
+
+
+def test_each_scl_rule_gives_its_outcome(world, profile, tmp_path):
+    """One footprint per SCL rule, each timed so that one scene is its only candidate."""
+    july8 = scene_on(world, "32TMT", datetime(2020, 7, 8, tzinfo=UTC))  # cloud/shadow/water
+    july3 = scene_on(world, "32TMT", datetime(2021, 7, 3, tzinfo=UTC))  # snow/saturated
+    before8 = july8.datetime - timedelta(days=8)  # 2020-07-13 is then 13 days away
+    before3 = july3.datetime - timedelta(days=6)  # 2021-07-08 is then 11 days away
+    rows = [
+        footprint(july8, 4500.0, 1500.0, before8, 1),  # inside the high-probability cloud
+        footprint(july8, 3900.0, 2700.0, before8, 2),  # inside the cloud shadow
+        footprint(july8, 1200.0, 4800.0, before8, 3),  # inside the water
+        # 15 x 16 water pixels (23 %) in the corner, but water under the central 4 x 4
+        footprint(july8, 1805.0, 4195.0, before8, 4),
+        footprint(july3, 1200.0, 1200.0, before3, 5),  # inside the snow
+        footprint(july3, 2500.0, 3100.0, before3, 6),  # on the saturated pixels
+    ]
+    subset = tmp_path / "subset.csv"
+    pl.DataFrame(rows).write_csv(subset, separator=";")
+    config = PipelineConfig(output_dir=tmp_path / "out", batch_size=10, num_processors=1)
+    result = extract_split(config, "train", subset, profile, SerialExecutor(), progress=False)
+    ledger = pl.read_csv(result.ledger, separator=";")
+    outcome = dict(zip(ledger["shot_number"], ledger["outcome"], strict=True))
+    assert outcome == {
+        1: "scl_cloud",
+        2: "scl_shadow",
+        3: "scl_water",
+        4: "scl_centre",
+        5: "scl_snow",
+        6: "scl_invalid",
+    }
+
+
+def test_earth_search_layout_is_harmonized(world, served_world_factory, tmp_path):
+    """Earth Search shifts old scenes by +1000 and says so in raster:bands: removed."""
+    es = "earth-search"
+    # Earth Search has no WorldCover: serve the Planetary Computer WorldCover beside it.
+    items = world.item_files(es) + [p for p in world.item_files(PC) if "esa-worldcover" in str(p)]
+    collections = world.collection_files(es) + [
+        p for p in world.collection_files(PC) if "esa-worldcover" in str(p)
+    ]
+    served = served_world_factory(world.root, items, collections)
+    from gedidata.sources.profiles import EARTH_SEARCH
+
+    profile = replace(
+        EARTH_SEARCH,
+        stac_url=served.stac_url,
+        worldcover_collection="esa-worldcover",
+        gdal_env={**EARTH_SEARCH.gdal_env, **served.gdal_env},
+    )
+    old = scene_on(world, "32TMT", datetime(2021, 7, 8, tzinfo=UTC))  # baseline 03.00
+    assert old.pc_offset == 0 and old.es_offset == 1000
+    subset = tmp_path / "subset.csv"
+    later = old.datetime + timedelta(days=6)  # the 05.00 scene of 2021-07-03 is 11 days away
+    pl.DataFrame([footprint(old, 3003.0, 3007.0, later, 7)]).write_csv(subset, separator=";")
+    config = PipelineConfig(output_dir=tmp_path / "out", batch_size=10, num_processors=1)
+    result = extract_split(config, "test", subset, profile, SerialExecutor(), progress=False)
+    ledger = pl.read_csv(result.ledger, separator=";")
+    assert result.outcomes == {"ok": 1}, ledger.to_dicts()
+    arrays = read_arrays(next((tmp_path / "out" / "test" / "hdf5_batch_data").glob("*.h5")))
+    transform = Affine(*arrays["Transforms"][0][:6])
+    grid = old.transform("B02")
+    window = Window(round((transform.c - grid.c) / 10), round((grid.f - transform.f) / 10), 32, 32)
+    harmonized = old.expected("B04", window, es).astype(np.int32) - 1000
+    np.testing.assert_array_equal(arrays["Sentinel-2 L2A"][0][3], harmonized)
+    np.testing.assert_array_equal(arrays["Sentinel-2 L2A"][0][3], old.expected("B04", window))
+    assert arrays["Sentinel-2 Offset Removed"][0][0] == 1000
+    assert arrays["Sentinel-2 Product Name"][0][0] == old.es_id
