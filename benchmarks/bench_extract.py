@@ -92,6 +92,33 @@ class CountingProxy:
         self.server.server_close()
 
 
+def add_texture(world, scene) -> None:
+    """Give the scene's reflectance bands realistic entropy (once).
+
+    The generator's smooth ramps compress to ~8 kB per 1024 x 1024 tile, which makes
+    any read strategy look cheap; real L2A tiles are ~1-2 MB. Deterministic noise of
+    +-300 DN brings the tiles to a realistic size. Values are not checked here.
+    """
+    marker = world.root / f".textured-{scene.id}"
+    if marker.exists():
+        return
+    for index, band in enumerate(S2_BANDS[1:]):
+        path = world.root / scene.asset_path(band, PC)
+        with rasterio.open(path) as source:
+            data = source.read(1)
+            profile = source.profile
+        noise = np.random.default_rng(index).integers(-300, 301, data.shape)
+        data = np.where(data == 0, 0, np.clip(data.astype(np.int32) + noise, 1, 65535))
+        profile.update(driver="COG", compress="DEFLATE", predictor=2, blocksize=1024)
+        for key in ("blockxsize", "blockysize", "tiled", "interleave"):
+            profile.pop(key, None)
+        temporary = path.with_name(f".{path.name}")
+        with rasterio.open(temporary, "w", **profile) as target:
+            target.write(data.astype(np.uint16), 1)
+        temporary.replace(path)
+    marker.touch()
+
+
 def make_footprints(scene, count: int, seed: int = 0) -> pl.DataFrame:
     rng = np.random.default_rng(seed)
     west, south, east, north = scene.bounds
@@ -206,6 +233,7 @@ def main() -> None:
     )  # fmt: skip
     world = write_world(spec)
     scene = world.scenes[0]
+    add_texture(world, scene)
     print(f"world ready in {time.monotonic() - started:.0f} s: {scene.id}")
     frame = make_footprints(scene, args.footprints)
     subset = args.workdir / "subset.csv"
