@@ -46,6 +46,7 @@ from gedidata.testing.servers import serve_world
 from gedidata.testing.world import SceneSpec, WorldSpec, write_world
 
 PC = "planetary-computer"
+TEXTURE_TAG = "GEDIDATA_BENCH_TEXTURE"
 
 
 class CountingProxy:
@@ -99,12 +100,12 @@ def add_texture(world, scene) -> None:
     any read strategy look cheap; real L2A tiles are ~1-2 MB. Deterministic noise of
     +-300 DN brings the tiles to a realistic size. Values are not checked here.
     """
-    marker = world.root / f".textured-{scene.id}"
-    if marker.exists():
-        return
     for index, band in enumerate(S2_BANDS[1:]):
         path = world.root / scene.asset_path(band, PC)
         with rasterio.open(path) as source:
+            tags = source.tags()
+            if tags.get(TEXTURE_TAG) == "1":
+                continue
             data = source.read(1)
             profile = source.profile
         noise = np.random.default_rng(index).integers(-300, 301, data.shape)
@@ -115,8 +116,9 @@ def add_texture(world, scene) -> None:
         temporary = path.with_name(f".{path.name}")
         with rasterio.open(temporary, "w", **profile) as target:
             target.write(data.astype(np.uint16), 1)
+            # keep the generator's signature tag, so a re-run of write_world keeps the file
+            target.update_tags(**tags, **{TEXTURE_TAG: "1"})
         temporary.replace(path)
-    marker.touch()
 
 
 def make_footprints(scene, count: int, seed: int = 0) -> pl.DataFrame:
