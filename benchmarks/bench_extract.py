@@ -18,11 +18,8 @@ the unique internal COG tiles the windows touch. Run by hand:
 from __future__ import annotations
 
 import argparse
-import http.server
 import shutil
-import threading
 import time
-import urllib.request
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,55 +39,11 @@ from gedidata.extract import CLOUD_OPTIMIZED_GDAL, extract_split
 from gedidata.gedi import DELTA_TIME_EPOCH
 from gedidata.geometry import window_offsets
 from gedidata.sources.profiles import BAND_RESOLUTION, PLANETARY_COMPUTER, S2_BANDS
-from gedidata.testing.servers import serve_world
+from gedidata.testing.servers import StacProxy, serve_world
 from gedidata.testing.world import SceneSpec, WorldSpec, write_world
 
 PC = "planetary-computer"
 TEXTURE_TAG = "GEDIDATA_BENCH_TEXTURE"
-
-
-class CountingProxy:
-    """Forwards HTTP to the STAC API and counts the requests."""
-
-    def __init__(self, target: str) -> None:
-        self.target = target.rstrip("/")
-        self.requests = 0
-        proxy = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def _forward(self, method: str) -> None:
-                proxy.requests += 1
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
-                request = urllib.request.Request(
-                    proxy.target + self.path, data=body or None, method=method,
-                    headers={"Content-Type": "application/json"},
-                )  # fmt: skip
-                with urllib.request.urlopen(request) as response:
-                    payload = response.read().replace(proxy.target.encode(), proxy.url.encode())
-                    self.send_response(response.status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-
-            def do_GET(self) -> None:
-                self._forward("GET")
-
-            def do_POST(self) -> None:
-                self._forward("POST")
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def add_texture(world, scene) -> None:
@@ -244,7 +197,7 @@ def main() -> None:
     minimum = minimum_bytes(world, scene, frame)
 
     with serve_world(world.root, world.item_files(PC), world.collection_files(PC)) as served:
-        proxy = CountingProxy(served.stac_url)
+        proxy = StacProxy(served.stac_url)
         try:
             log = served.file_server.log
             env = {**CLOUD_OPTIMIZED_GDAL, **served.gdal_env}

@@ -49,6 +49,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from gedidata import quality
 from gedidata.sources.profiles import BAND_RESOLUTION
 
 __all__ = [
@@ -85,20 +86,7 @@ VERSION = 1
 
 # --------------------------------------------------------------------------- Sentinel-2
 
-S2_BANDS: tuple[str, ...] = (
-    "B01",
-    "B02",
-    "B03",
-    "B04",
-    "B05",
-    "B06",
-    "B07",
-    "B08",
-    "B8A",
-    "B09",
-    "B11",
-    "B12",
-)
+S2_BANDS: tuple[str, ...] = tuple(band for band in BAND_RESOLUTION if band != "SCL")
 """The twelve L2A reflectance bands (B10 is not in L2A)."""
 
 S2_BAND_RESOLUTION: dict[str, int] = dict(BAND_RESOLUTION)
@@ -181,21 +169,8 @@ def s2_fold_distance(band: str, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.minimum(np.minimum(dx, half - dx), np.minimum(dy, half - dy))
 
 
-SCL_CLASSES: dict[int, str] = {
-    0: "no_data",
-    1: "saturated_or_defective",
-    2: "dark_area_pixels",
-    3: "cloud_shadows",
-    4: "vegetation",
-    5: "not_vegetated",
-    6: "water",
-    7: "unclassified",
-    8: "cloud_medium_probability",
-    9: "cloud_high_probability",
-    10: "thin_cirrus",
-    11: "snow",
-}
-"""Sentinel-2 L2A scene classification values."""
+SCL_CLASSES: dict[int, str] = dict(quality.SCL_CLASSES)
+"""Sentinel-2 L2A scene classification values (the product's, from `gedidata.quality`)."""
 
 
 class SclRect(NamedTuple):

@@ -67,6 +67,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import copy
+import http.server
 import json
 import os
 import posixpath
@@ -688,3 +689,71 @@ def serve_world(
             gdal_env=s3_gdal_env(files.port, files.host),
             root=root,
         )
+
+
+class StacProxy:
+    """A thread that forwards HTTP to a STAC API, counts requests and can fail searches.
+
+    Links in the answers are rewritten to point at the proxy, so a client opened on
+    ``proxy.url`` keeps talking through it. Set ``failures`` to answer that many of the
+    next ``POST /search`` requests with 503 (retry tests); ``requests`` and ``searches``
+    count what went through (benchmarks).
+    """
+
+    def __init__(self, target: str, host: str = HOST) -> None:
+        self.target = target.rstrip("/")
+        self.requests = 0
+        self.searches = 0
+        self.failures = 0
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _forward(self, method: str) -> None:
+                proxy.requests += 1
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
+                if method == "POST" and self.path.startswith("/search"):
+                    proxy.searches += 1
+                    if proxy.failures > 0:
+                        proxy.failures -= 1
+                        self.send_response(503)
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
+                request = urllib.request.Request(
+                    proxy.target + self.path,
+                    data=body or None,
+                    method=method,
+                    headers={"Content-Type": "application/json"},
+                )
+                with urllib.request.urlopen(request) as response:
+                    payload = response.read().replace(proxy.target.encode(), proxy.url.encode())
+                    self.send_response(response.status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+
+            def do_GET(self) -> None:
+                self._forward("GET")
+
+            def do_POST(self) -> None:
+                self._forward("POST")
+
+        self.server = http.server.ThreadingHTTPServer((host, 0), Handler)
+        self.url = f"http://{host}:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def __enter__(self) -> StacProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
