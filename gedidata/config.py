@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 Stage = Literal["combine", "subset", "extract", "fuse"]
 STAGES: tuple[Stage, ...] = ("combine", "subset", "extract", "fuse")
@@ -58,18 +58,3 @@ class PipelineConfig:
         if year in self.test_years:
             return "test"
         return None
-
-    def as_record(self) -> dict[str, Any]:
-        """A JSON-friendly view (paths as strings) for logs and output attributes."""
-        record = asdict(self)
-        return _jsonable(record)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(key): _jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(item) for item in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value

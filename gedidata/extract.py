@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,8 @@ import shapely
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.io import DatasetReader
+from rasterio.warp import transform as warp_transform
+from rasterio.warp import transform_bounds
 from tqdm import tqdm
 
 from gedidata import __version__
@@ -41,7 +43,7 @@ from gedidata.config import PipelineConfig, SclLimits
 from gedidata.errors import GedidataError
 from gedidata.executor import Executor, ProcessExecutor, SerialExecutor
 from gedidata.footprints import collect_footprints, scan_footprints
-from gedidata.gedi import DELTA_TIME_EPOCH
+from gedidata.gedi import delta_time_to_datetime
 from gedidata.geometry import WINDOW_SIZE
 from gedidata.quality import scl_rejection, scl_stats, slope_rejection
 from gedidata.reader import read_dem_with_slope, read_exact, read_mosaic, read_resampled, read_scl
@@ -53,9 +55,6 @@ from gedidata.sources.search import FootprintQuery, SceneCandidate, SceneSearch
 from gedidata.sources.signing import HrefSigner, redact
 
 logger = logging.getLogger(__name__)
-
-OUTCOMES = ("ok", "no_scene", "slope", "nodata", "read_error")
-"""Outcomes besides the SCL reasons of `quality.scl_rejection`."""
 
 CLOUD_OPTIMIZED_GDAL: dict[str, str | int] = {
     "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
@@ -288,7 +287,7 @@ def _query(row: dict[str, Any]) -> FootprintQuery:
 def _shot_time(row: dict[str, Any]) -> datetime:
     """Exact shot time from delta_time (the coarse file-name time if it is missing)."""
     if row.get("delta_time") is not None:
-        return DELTA_TIME_EPOCH + timedelta(seconds=float(row["delta_time"]))
+        return delta_time_to_datetime(row["delta_time"])
     return row["acquisition_time"]
 
 
@@ -493,8 +492,6 @@ def _finish(
 
 def _covering(items: list[dict], outline: shapely.Geometry, crs: CRS) -> list[dict]:
     """Items whose lon/lat bbox meets the window (given in `crs`)."""
-    from rasterio.warp import transform_bounds
-
     west, south, east, north = transform_bounds(crs, "EPSG:4326", *outline.bounds)
     window = shapely.box(west, south, east, north)
     chosen = []
@@ -512,8 +509,6 @@ def _worldcover_year(item: dict) -> int:
 
 
 def _to_crs(lon: float, lat: float, crs: CRS) -> tuple[float, float]:
-    from rasterio.warp import transform as warp_transform
-
     xs, ys = warp_transform("EPSG:4326", crs, [lon], [lat])
     return xs[0], ys[0]
 

@@ -136,8 +136,3 @@ def collect_footprints(frame: pl.LazyFrame, path: str | Path) -> pl.DataFrame:
     except pl.exceptions.PolarsError as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
         raise CsvFormatError(f"{path}: cannot parse ({first_line})") from error
-
-
-def write_footprints(frame: pl.DataFrame, path: Path) -> None:
-    """Write a `;`-separated footprint CSV (not atomic; callers use `atomic_output`)."""
-    frame.write_csv(path, separator=SEPARATOR)

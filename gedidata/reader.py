@@ -62,12 +62,10 @@ def read_exact(dataset: DatasetReader, window: PixelWindow, band: int = 1) -> np
     """
     fill = _fill_value(dataset.nodata, dataset.dtypes[band - 1])
     out = np.full((window.height, window.width), fill, dtype=dataset.dtypes[band - 1])
-    c0, c1 = max(window.col_off, 0), min(window.col_off + window.width, dataset.width)
-    r0, r1 = max(window.row_off, 0), min(window.row_off + window.height, dataset.height)
-    if c0 < c1 and r0 < r1:
-        out[
-            r0 - window.row_off : r1 - window.row_off, c0 - window.col_off : c1 - window.col_off
-        ] = dataset.read(band, window=Window(c0, r0, c1 - c0, r1 - r0))
+    inside = _read_inside(dataset, window, band)
+    if inside is not None:
+        data, where = inside
+        out[where] = data
     return out
 
 
@@ -299,15 +297,27 @@ def _padded_read(
     """Source pixels [r_min..r_max] x [c_min..c_max] (inclusive), nodata off the raster."""
     window = PixelWindow(int(c_min), int(r_min), int(c_max - c_min + 1), int(r_max - r_min + 1))
     out = np.full((window.height, window.width), nodata, dtype=np.float64)
+    inside = _read_inside(dataset, window, band)
+    if inside is not None:
+        data, where = inside
+        out[where] = np.where(_is_nodata(data, dataset.nodata), nodata, data)
+    return out, window.col_off, window.row_off
+
+
+def _read_inside(
+    dataset: DatasetReader, window: PixelWindow, band: int
+) -> tuple[np.ndarray, tuple[slice, slice]] | None:
+    """The part of `window` that lies on the raster, and where it goes in the window."""
     c0, c1 = max(window.col_off, 0), min(window.col_off + window.width, dataset.width)
     r0, r1 = max(window.row_off, 0), min(window.row_off + window.height, dataset.height)
-    if c0 < c1 and r0 < r1:
-        data = dataset.read(band, window=Window(c0, r0, c1 - c0, r1 - r0))
-        data = np.where(_is_nodata(data, dataset.nodata), nodata, data)
-        out[
-            r0 - window.row_off : r1 - window.row_off, c0 - window.col_off : c1 - window.col_off
-        ] = data
-    return out, window.col_off, window.row_off
+    if c0 >= c1 or r0 >= r1:
+        return None
+    data = dataset.read(band, window=Window(c0, r0, c1 - c0, r1 - r0))
+    where = (
+        slice(r0 - window.row_off, r1 - window.row_off),
+        slice(c0 - window.col_off, c1 - window.col_off),
+    )
+    return data, where
 
 
 def _fill_value(nodata: float | None, dtype: DTypeLike) -> float:
