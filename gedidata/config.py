@@ -48,6 +48,8 @@ class PipelineConfig:
     max_scene_candidates: int = 3
     max_slope: float = 15.0
     scl_limits: SclLimits = field(default_factory=SclLimits)
+    fuse_compress: bool = False
+    """Also gzip the raster chunks of fused files (smaller, slower random reads)."""
     stop_after: Stage | None = None
     overwrite: bool = False
 

@@ -32,9 +32,5 @@ class OutputExistsError(GedidataError):
     """An output file exists that this run did not make (or made with other settings)."""
 
 
-class StageNotAvailableError(GedidataError):
-    """The requested stage is not built yet."""
-
-
 class AssetReadError(GedidataError):
     """A raster asset could not be opened or read (after retries and re-signing)."""

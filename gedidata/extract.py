@@ -177,7 +177,8 @@ def extract_split(
             bar.set_postfix(kept=kept, rejected=sum(result.outcomes.values()) - kept)
     result.outcomes = _ledger_outcomes(ledger_dir, config.batch_size, len(plans))
     result.ledger = config.output_dir / f"{split}_ledger.csv"
-    _merge_ledgers(ledger_dir, config.batch_size, len(plans), result.ledger)
+    if tasks or not result.ledger.exists():  # an unchanged ledger is not rewritten
+        _merge_ledgers(ledger_dir, config.batch_size, len(plans), result.ledger)
     result.seconds = time.monotonic() - started
     return result
 

@@ -7,11 +7,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gedidata.batches import batch_dir
 from gedidata.combine import CombineResult, combine, combined_csv_path
 from gedidata.config import SPLITS, PipelineConfig
 from gedidata.errors import InputError
 from gedidata.extract import ExtractResult, extract_split
 from gedidata.footprints import scan_footprints
+from gedidata.fuse import FUSED_NAME, FuseResult, fuse_directory
 from gedidata.gedi import REJECTION_REASONS
 from gedidata.sources.profiles import load_profile
 from gedidata.subset import SubsetResult, subset_csv_path, subset_split
@@ -26,10 +28,9 @@ class RunSummary:
     combine: CombineResult | None = None
     subsets: dict[str, SubsetResult] = field(default_factory=dict)
     extracts: dict[str, ExtractResult] = field(default_factory=dict)
+    fuses: dict[str, FuseResult] = field(default_factory=dict)
     given: dict[str, Path] = field(default_factory=dict)
     seconds: float = 0.0
-    not_built: str | None = None
-    """Set when the run stopped at a stage that is not built yet."""
 
 
 def run_pipeline(config: PipelineConfig, progress: bool = True) -> RunSummary:
@@ -78,14 +79,46 @@ def run_pipeline(config: PipelineConfig, progress: bool = True) -> RunSummary:
     for split in SPLITS:
         subset = config.subset_csv.get(split) or subset_csv_path(config.output_dir, split)
         summary.extracts[split] = extract_split(config, split, subset, profile, progress=progress)
-    summary.seconds = time.monotonic() - started
-    if config.stop_after != "extract":
-        summary.not_built = (
-            "stage 4 (fuse) is not built yet: the batch files are in "
-            f"{config.output_dir}/<split>/hdf5_batch_data; "
-            "run with --stop-after extract to end here without this error"
+    if config.stop_after == "extract":
+        summary.seconds = time.monotonic() - started
+        return summary
+
+    for split in SPLITS:
+        summary.fuses[split] = fuse_directory(
+            batch_dir(config.output_dir, split),
+            fused_path(config.output_dir, split),
+            output_dir=config.output_dir,
+            key=f"fuse:{split}",
+            overwrite=config.overwrite,
+            compress=config.fuse_compress,
+            progress=progress,
         )
+    summary.seconds = time.monotonic() - started
     return summary
+
+
+def fuse_only(config: PipelineConfig, batches: Path, progress: bool = True) -> RunSummary:
+    """``--fuse-hdf5-datasets DIR``: fuse the batch files of DIR into `OUT/fused_dataset.h5`."""
+    started = time.monotonic()
+    if not batches.is_dir():
+        raise InputError(f"--fuse-hdf5-datasets {batches}: not a folder")
+    summary = RunSummary()
+    summary.fuses["fused"] = fuse_directory(
+        batches,
+        config.output_dir / FUSED_NAME,
+        output_dir=config.output_dir,
+        key=f"fuse:{batches.resolve()}",
+        overwrite=config.overwrite,
+        compress=config.fuse_compress,
+        progress=progress,
+    )
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def fused_path(output_dir: Path, split: str) -> Path:
+    """`OUT/train_dataset.h5` / `OUT/test_dataset.h5`."""
+    return output_dir / f"{split}_dataset.h5"
 
 
 def _check_given_csvs(config: PipelineConfig) -> None:
@@ -134,6 +167,17 @@ def format_summary(summary: RunSummary) -> str:
                 rows.append(("extract", split, "", "", f"{count:,}", reason))
         if extract.ledger is not None:
             files.append(extract.ledger)
+    for split, fused in summary.fuses.items():
+        if fused.reused:
+            note = "reused earlier output"
+        else:
+            note = f"{fused.files} batch files; {fused.seconds:.1f} s"
+        if fused.skipped:
+            note += f"; {len(fused.skipped)} unreadable batch files (skipped)"
+        rows.append(("fuse", split, f"{fused.samples_in:,}", f"{fused.samples:,}", "", note))
+        if fused.duplicates:
+            rows.append(("fuse", split, "", "", f"{fused.duplicates:,}", "duplicate shot"))
+        files.append(fused.target)
     for split, path in summary.given.items():
         rows.append(("given", split, "", "", "", str(path)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
@@ -145,4 +189,6 @@ def format_summary(summary: RunSummary) -> str:
         lines += [f"  {path}" for path in files]
     for failed in result.failed if result is not None else []:
         lines.append(f"unreadable granule {failed.name}: {failed.error}")
+    for fused in summary.fuses.values():
+        lines += [f"unreadable batch file {item.path}: {item.reason}" for item in fused.skipped]
     return "\n".join(line.rstrip() for line in lines)

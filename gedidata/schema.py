@@ -73,10 +73,12 @@ COMPRESSION = "gzip"
 COMPRESSION_LEVEL = 1
 # gzip level 1 with the byte shuffle filter, not lzf: deflate is built into every HDF5
 # library (h5dump, HDFView, netCDF, MATLAB, Julia, GDAL read these files without a
-# filter plugin, while lzf exists only in h5py), and at level 1 it decodes a 24 KiB
-# per-sample chunk in microseconds, far below the cost of the read itself. The shuffle
-# filter groups the high and low bytes of the uint16/float32 rasters, which is what
-# makes them compress well.
+# filter plugin, while lzf exists only in h5py). The shuffle filter groups the high and
+# low bytes of the uint16/float32 rasters, which is what makes them compress well.
+# Decoding is not free for random access, though: one process reads ~9,000 random
+# gzip'd 24 KiB Sentinel-2 chunks per second against ~85,000 uncompressed ones. Batch
+# files (written once, read once in order) are compressed; fused files store the
+# per-sample raster chunks uncompressed by default (fuse's `compress` option).
 
 
 class SchemaError(GedidataError):
@@ -407,12 +409,18 @@ def root_attributes(attrs: Mapping[str, Any] | None = None) -> dict[str, Any]:
 
 
 def create_datasets(
-    file: h5py.File, length: int, attrs: Mapping[str, Any] | None = None
+    file: h5py.File,
+    length: int,
+    attrs: Mapping[str, Any] | None = None,
+    *,
+    compress_rasters: bool = True,
 ) -> dict[str, h5py.Dataset]:
     """Create group ``data`` with every dataset (``length`` samples, growable) in `file`.
 
     Also sets the root attributes. A streaming writer fills the datasets slice by slice
-    (and may ``resize`` them along axis 0).
+    (and may ``resize`` them along axis 0). ``compress_rasters=False`` stores the
+    per-sample raster chunks uncompressed (fused files made for fast random reads);
+    the small datasets are always compressed.
     """
     for key, value in root_attributes(attrs).items():
         file.attrs[key] = value
@@ -422,15 +430,15 @@ def create_datasets(
         options: dict[str, Any] = {}
         if not spec.is_string:
             options["fillvalue"] = spec.fill
-            options["shuffle"] = True
+        if compress_rasters or not spec.per_sample_chunk:
+            options.update(compression=COMPRESSION, compression_opts=COMPRESSION_LEVEL)
+            options["shuffle"] = not spec.is_string
         dataset = group.create_dataset(
             spec.name,
             shape=(length, *spec.shape),
             maxshape=(None, *spec.shape),
             dtype=spec.h5_dtype,
             chunks=spec.chunks(),
-            compression=COMPRESSION,
-            compression_opts=COMPRESSION_LEVEL,
             **options,
         )
         dataset.attrs["description"] = spec.description

@@ -1,10 +1,10 @@
-"""The command line: stages not built say so, bad values are refused by name."""
+"""The command line: bad values are refused by name."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from gedidata.cli import EXIT_NOT_BUILT
+from gedidata.cli import EXIT_ERROR
 from gedidata.testing import write_granule
 from tests.conftest import run_cli
 
@@ -26,10 +26,10 @@ def test_bad_source_fails_before_any_work(tmp_path):
     assert not (tmp_path / "out" / "train_combined.csv").exists()
 
 
-def test_fuse_only_is_not_built_yet(tmp_path):
-    result = run_cli(tmp_path / "out", "--fuse-hdf5-datasets", tmp_path)
-    assert result.returncode == EXIT_NOT_BUILT
-    assert "fuse" in result.stderr
+def test_fuse_only_names_a_missing_folder(tmp_path):
+    result = run_cli(tmp_path / "out", "--fuse-hdf5-datasets", tmp_path / "nowhere")
+    assert result.returncode == EXIT_ERROR
+    assert "nowhere" in result.stderr and "not a folder" in result.stderr
 
 
 def test_bad_values_are_named(tmp_path):

@@ -12,7 +12,6 @@ import pytest
 from affine import Affine
 from rasterio.windows import Window
 
-from gedidata.cli import EXIT_NOT_BUILT
 from gedidata.config import PipelineConfig
 from gedidata.errors import InputError
 from gedidata.executor import SerialExecutor
@@ -158,11 +157,13 @@ def test_pipeline_runs_extract_through_a_profile_file(world, profile, tmp_path):
         ledger = pl.read_csv(out / f"{split}_ledger.csv", separator=";")
         assert sorted(ledger["shot_number"]) == [200, 201, 202]
         assert set(ledger["outcome"]) == {"ok"}
-    # Without --stop-after the run says fuse is not built yet, after the summary.
+    # Without --stop-after the run goes on: extract is complete, fuse makes the datasets.
     rest = run_cli(out, *args)
-    assert rest.returncode == EXIT_NOT_BUILT
-    assert "fuse" in rest.stderr and "gedidata run summary" in rest.stdout
+    assert rest.returncode == 0, rest.stderr
     assert "2 batches (2 already complete)" in rest.stdout
+    for split in ("train", "test"):
+        fused = read_arrays(out / f"{split}_dataset.h5")
+        assert sorted(fused["GEDI Shot Number"][:, 0]) == [200, 201, 202]
 
 
 def test_sigkill_then_rerun_gives_the_same_samples(world, profile, tmp_path):

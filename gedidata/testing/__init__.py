@@ -1,6 +1,7 @@
 """Helpers that build the offline world for tests, the demo and the benchmarks."""
 
 from gedidata.testing.gedi_granules import (
+    orbit_at,
     shot_fields,
     truncate_file,
     write_granule,
@@ -9,6 +10,7 @@ from gedidata.testing.gedi_granules import (
 )
 
 __all__ = [
+    "orbit_at",
     "shot_fields",
     "truncate_file",
     "write_granule",

@@ -1530,7 +1530,8 @@ def write_granule(
     return path
 
 
-def _orbit_at(moment: datetime) -> int:
+def orbit_at(moment: datetime) -> int:
+    """The GEDI orbit number at `moment` (from one real orbit and the orbit period)."""
     reference_time, reference_orbit = _REFERENCE_ORBIT
     elapsed = (_as_utc(moment) - reference_time).total_seconds()
     return max(1, reference_orbit + round(elapsed / _ORBIT_PERIOD))
@@ -1573,7 +1574,7 @@ def write_granules(
     for index in range(count):
         seconds = (index + rng.uniform(0.05, 0.95)) * span / count
         moment = first + timedelta(seconds=int(seconds))
-        orbit = max(_orbit_at(moment), previous_orbit + 1)
+        orbit = max(orbit_at(moment), previous_orbit + 1)
         previous_orbit = orbit
         paths.append(
             write_granule(
