@@ -277,15 +277,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.verbose, args.quiet, args.log_file)
     from gedidata.pipeline import format_summary, fuse_only, run_pipeline
 
+    extra_outputs: list[Path] = []
     try:
         config = config_from_args(args)
         if args.fuse_hdf5_datasets:
             summary = fuse_only(config, Path(args.fuse_hdf5_datasets), progress=not args.quiet)
         elif args.demo:
-            from gedidata.demo import demo_run
+            from gedidata.demo import demo_gallery, demo_run
 
             with demo_run(config, args.max_size_training, args.max_size_test) as demo_config:
                 summary = run_pipeline(demo_config, progress=not args.quiet)
+            gallery = demo_gallery(config.output_dir)
+            extra_outputs += [gallery] if gallery else []
         else:
             summary = run_pipeline(config, progress=not args.quiet)
     except GedidataError as error:
@@ -295,4 +298,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.error("interrupted; re-run the same command to resume")
         return 130
     print(format_summary(summary))
+    for path in extra_outputs:
+        print(f"  {path}")
     return 0

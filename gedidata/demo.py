@@ -78,6 +78,24 @@ def granule_box(scene: GeneratedScene) -> tuple[float, float, float, float]:
     return (west, south, east, north)
 
 
+def demo_gallery(output_dir: Path) -> Path | None:
+    """Draw 8 windows of the demo's fused train set into `OUT/train_gallery.png`.
+
+    Kept when it is newer than the dataset (a re-run changes nothing); None when the
+    train set is empty.
+    """
+    from gedidata.gallery import draw_gallery
+    from gedidata.schema import check_file
+
+    dataset, gallery = output_dir / "train_dataset.h5", output_dir / "train_gallery.png"
+    if gallery.exists() and gallery.stat().st_mtime_ns >= dataset.stat().st_mtime_ns:
+        return gallery
+    if not check_file(dataset):
+        logger.warning("demo: %s holds no samples: no gallery drawn", dataset)
+        return None
+    return draw_gallery(dataset, gallery)
+
+
 @contextmanager
 def demo_run(
     config: PipelineConfig, max_train: int | None = None, max_test: int | None = None

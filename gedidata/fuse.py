@@ -36,7 +36,14 @@ import numpy as np
 from tqdm import tqdm
 
 from gedidata.atomic import atomic_output
-from gedidata.schema import DATASETS, GROUP, SCHEMA_VERSION, SchemaError, check_file
+from gedidata.schema import (
+    DATASETS,
+    GROUP,
+    SCHEMA_VERSION,
+    SchemaError,
+    check_open_file,
+    open_schema_file,
+)
 from gedidata.schema import create_datasets as create_schema_datasets
 from gedidata.state import RunState, file_stamp
 from gedidata.stats import new_statistics, write_statistics
@@ -161,8 +168,8 @@ def _plan(paths: list[Path]) -> tuple[list[_Source], list[SkippedFile], int, dic
     run_attrs: dict[str, Any] | None = None
     for path in paths:
         try:
-            check_file(path)
-            with h5py.File(path, "r") as file:
+            with open_schema_file(path) as file:
+                check_open_file(file, path)
                 version = file.attrs.get("schema_version")
                 if version is not None and str(version) != SCHEMA_VERSION:
                     raise SchemaError(
@@ -260,18 +267,19 @@ def _copy_source(
     try:
         with h5py.File(source.path, "r") as file:
             group = file[GROUP]
+            inputs = [(spec.name, group[spec.name]) for spec in DATASETS]  # looked up once
             for start in range(0, source.keep.size, BLOCK_SAMPLES):
                 keep = source.keep[start : start + BLOCK_SAMPLES]
                 count = int(keep.sum())
                 if not count:
                     continue
-                for spec in DATASETS:
-                    block = group[spec.name][start : start + keep.size]
+                for name, dataset in inputs:
+                    block = dataset[start : start + keep.size]
                     if count < keep.size:
                         block = block[keep]
-                    datasets[spec.name][position : position + count] = block
-                    if spec.name in statistics:
-                        statistics[spec.name].update(block)
+                    datasets[name][position : position + count] = block
+                    if name in statistics:
+                        statistics[name].update(block)
                 position += count
     except (OSError, KeyError) as error:
         raise _CopyError(source.path, f"unreadable while copying ({error})") from error

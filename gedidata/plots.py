@@ -60,6 +60,7 @@ _ZOOM_CELL_LADDER_DEG = (1.0, 0.5, 0.25, 0.1, 0.05, 0.025, 0.01, 0.005, 0.0025, 
 _ZOOM_MIN_CELLS = 50
 _ZOOM_MIN_HALF_SPAN_DEG = 0.01  # ~1 km: the smallest zoom window (e.g. one footprint)
 _ZOOM_MARKER_MAX_POINTS = 200  # circle individual footprints in the zoom up to this many
+_WORLD_MARKER_MAX_CELLS = 60  # circle the occupied world cells up to this many
 _LAND_NATIVE_DEG = 1.0 / 120.0  # resolution of global-land-mask's own grid
 
 _OCEAN_COLOR = "#e8f1f8"
@@ -344,9 +345,28 @@ def make_distribution_figure(
     world_lat = _world_lat_limits(lat)
     world_extent = (-180.0, 180.0, *world_lat)
     _draw_land(ax_world, _world_land_mask(), (-180.0, 180.0, -90.0, 90.0))
+    world_title = (
+        f"Footprint density ({WORLD_CELL_DEG:g}° cells; dashed: GEDI coverage ±{_GEDI_MAX_LAT}°"
+    )
     if n:
         counts, lon_edges, lat_edges = density_grid(lat, lon, WORLD_CELL_DEG)
         _draw_density(fig, ax_world, counts, lon_edges, lat_edges, cbar_width=0.015, cbar_pad=0.01)
+        rows, cols = np.nonzero(counts)
+        if 0 < rows.size <= _WORLD_MARKER_MAX_CELLS:
+            # A few scattered sites are single cells, invisible at world scale: circle them.
+            centres_lon = (lon_edges[cols] + lon_edges[cols + 1]) / 2
+            centres_lat = (lat_edges[rows] + lat_edges[rows + 1]) / 2
+            ax_world.scatter(
+                centres_lon,
+                centres_lat,
+                s=90,
+                facecolors="none",
+                edgecolors="#d62728",
+                linewidths=1.2,
+                zorder=3,
+                label="occupied cells",
+            )
+            world_title += "; occupied cells circled"
     else:
         ax_world.text(
             0.5,
@@ -361,11 +381,7 @@ def make_distribution_figure(
         )
     for y in (-_GEDI_MAX_LAT, _GEDI_MAX_LAT):
         ax_world.axhline(y, color="#b04040", linewidth=0.6, linestyle=(0, (4, 3)), zorder=1)
-    _style_map(
-        ax_world,
-        world_extent,
-        f"Footprint density ({WORLD_CELL_DEG:g}° cells; dashed: GEDI coverage ±{_GEDI_MAX_LAT}°)",
-    )
+    _style_map(ax_world, world_extent, world_title + ")")
     ax_world.set_xticks(np.arange(-180, 181, 30))
     ax_world.set_yticks(np.arange(world_lat[0], world_lat[1] + 1, 20))
     ax_world.xaxis.set_major_formatter(_deg_formatter("E", "W"))

@@ -482,7 +482,7 @@ def read_schema(path: str | Path) -> list[tuple[str, np.dtype | str, tuple[int, 
     dtype is `STRING` for string datasets. Raises `SchemaError` when the file cannot be
     read or has no group ``data``.
     """
-    with _open(path) as file:
+    with open_schema_file(path) as file:
         group = _data_group(file, path)
         return [
             (name, _file_dtype(item), tuple(item.shape[1:]))
@@ -497,33 +497,36 @@ def check_file(path: str | Path) -> int:
     Raises `SchemaError` naming the file and the dataset when a dataset is missing,
     unexpected, of the wrong dtype or shape, or when the datasets differ in length.
     """
-    with _open(path) as file:
-        group = _data_group(file, path)
-        length: int | None = None
-        first = ""
-        for spec in DATASETS:
-            item = group.get(spec.name)
-            if not isinstance(item, h5py.Dataset):
-                raise SchemaError(path, spec.name, "missing")
-            dtype = _file_dtype(item)
-            if spec.is_string != (dtype == STRING) or (
-                not spec.is_string and not _same_dtype(np.dtype(dtype), np.dtype(spec.dtype))
-            ):
-                raise SchemaError(path, spec.name, f"dtype {dtype}, expected {spec.dtype}")
-            if item.ndim != 1 + len(spec.shape) or tuple(item.shape[1:]) != spec.shape:
-                raise SchemaError(
-                    path, spec.name, f"shape {item.shape}, expected (N, *{spec.shape})"
-                )
-            if length is None:
-                length, first = item.shape[0], spec.name
-            elif item.shape[0] != length:
-                raise SchemaError(
-                    path, spec.name, f"{item.shape[0]} samples, but {first!r} has {length}"
-                )
-        extra = sorted(set(group) - set(BY_NAME))
-        if extra:
-            raise SchemaError(path, extra[0], "not part of the schema")
-        return int(length or 0)
+    with open_schema_file(path) as file:
+        return check_open_file(file, path)
+
+
+def check_open_file(file: h5py.File, path: str | Path) -> int:
+    """`check_file` for a file that is already open (`path` names it in errors)."""
+    group = _data_group(file, path)
+    length: int | None = None
+    first = ""
+    for spec in DATASETS:
+        item = group.get(spec.name)
+        if not isinstance(item, h5py.Dataset):
+            raise SchemaError(path, spec.name, "missing")
+        dtype = _file_dtype(item)
+        if spec.is_string != (dtype == STRING) or (
+            not spec.is_string and not _same_dtype(np.dtype(dtype), np.dtype(spec.dtype))
+        ):
+            raise SchemaError(path, spec.name, f"dtype {dtype}, expected {spec.dtype}")
+        if item.ndim != 1 + len(spec.shape) or tuple(item.shape[1:]) != spec.shape:
+            raise SchemaError(path, spec.name, f"shape {item.shape}, expected (N, *{spec.shape})")
+        if length is None:
+            length, first = item.shape[0], spec.name
+        elif item.shape[0] != length:
+            raise SchemaError(
+                path, spec.name, f"{item.shape[0]} samples, but {first!r} has {length}"
+            )
+    extra = sorted(set(group) - set(BY_NAME))
+    if extra:
+        raise SchemaError(path, extra[0], "not part of the schema")
+    return int(length or 0)
 
 
 def read_arrays(
@@ -534,7 +537,7 @@ def read_arrays(
     Strings come back as ``object`` arrays of ``str``.
     """
     key = slice(None) if selection is None else selection
-    with _open(path) as file:
+    with open_schema_file(path) as file:
         group = _data_group(file, path)
         out: dict[str, np.ndarray] = {}
         for name, item in group.items():
@@ -552,7 +555,8 @@ def _same_dtype(found: np.dtype, expected: np.dtype) -> bool:
     return found.kind == expected.kind and found.itemsize == expected.itemsize
 
 
-def _open(path: str | Path) -> h5py.File:
+def open_schema_file(path: str | Path) -> h5py.File:
+    """Open `path` for reading; `SchemaError` (naming it) when it is not readable HDF5."""
     try:
         return h5py.File(path, "r")
     except OSError as error:

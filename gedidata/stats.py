@@ -42,8 +42,8 @@ class ChannelStats:
         self.nodata = NODATA.get(name)
         self.integer = np.dtype(spec.dtype).kind in "iu" and np.dtype(spec.dtype).itemsize <= 2
         if self.integer:
-            bins = int(np.iinfo(spec.dtype).max) + 1
-            self._histogram = np.zeros((self.channels, bins), dtype=np.int64)
+            self._bins = int(np.iinfo(spec.dtype).max) + 1
+            self._histogram = np.zeros((self.channels, self._bins), dtype=np.int64)
         self._count = np.zeros(self.channels, dtype=np.int64)
         self._mean = np.zeros(self.channels, dtype=np.float64)
         self._m2 = np.zeros(self.channels, dtype=np.float64)
@@ -58,22 +58,23 @@ class ChannelStats:
             )
         if not len(block):
             return
-        per_channel = np.moveaxis(block, 1, 0).reshape(self.channels, -1)
-        if self.integer:
-            for channel, values in enumerate(per_channel):
-                self._histogram[channel] += np.bincount(values, minlength=self._histogram.shape[1])
-            return
-        for channel, values in enumerate(per_channel):
-            valid = values[np.isfinite(values)]
+        for channel in range(self.channels):
+            # one channel at a time: a small contiguous copy, not the whole block's
+            values = block[:, channel].reshape(-1)
+            if self.integer:
+                self._histogram[channel] += np.bincount(values, minlength=self._bins)
+                continue
+            mask = np.isfinite(values)
             if self.nodata is not None:
-                valid = valid[valid != self.nodata]
+                mask &= values != self.nodata
+            valid = values if mask.all() else values[mask]
             if valid.size:
-                self._merge(channel, valid.astype(np.float64))
+                self._merge(channel, valid)
 
     def _merge(self, channel: int, values: np.ndarray) -> None:
         count = values.size
-        mean = float(values.mean())
-        m2 = float(((values - mean) ** 2).sum())
+        mean = float(values.sum(dtype=np.float64)) / count
+        m2 = float(np.square(np.subtract(values, mean, dtype=np.float64)).sum())
         total = self._count[channel] + count
         delta = mean - self._mean[channel]
         self._m2[channel] += m2 + delta * delta * self._count[channel] * count / total

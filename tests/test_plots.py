@@ -253,6 +253,23 @@ def test_figure_adds_zoom_panel_for_a_small_region():
     assert zoom.get_xlabel() == "Longitude"
 
 
+def test_scattered_sites_are_circled_on_the_world_map():
+    # four 6 km sites far apart (the demo's): single 0.5° cells, invisible unless marked
+    sites = [(47.8, 7.6), (-5.08, -58.05), (-16.8, 179.97), (36.08, 51.45)]
+    lat = np.repeat([site[0] for site in sites], 50)
+    lon = np.repeat([site[1] for site in sites], 50)
+    fig = make_distribution_figure(lat, lon, np.full(200, 190), title="test")
+    world = axes_by_label(fig)["world"]
+    assert "occupied cells circled" in world.get_title()
+    (markers,) = world.collections
+    expected = [(7.75, 47.75), (-58.25, -5.25), (179.75, -16.75), (51.25, 36.25)]
+    assert sorted(map(tuple, markers.get_offsets().data)) == sorted(expected)
+    # many occupied cells: the density colours speak for themselves
+    lat, lon, doy = two_clusters(5000)
+    crowded = axes_by_label(make_distribution_figure(lat, lon, doy, title="t"))["world"]
+    assert not crowded.collections and "circled" not in crowded.get_title()
+
+
 def test_figure_wraps_0_360_longitudes():
     fig = make_distribution_figure(
         np.array([10.2, 10.2]), np.array([190.2, -169.8]), np.array([1, 2]), title="w"
