@@ -341,11 +341,13 @@ class _AuxiliaryItems:
         profile = settings.profile
         lons = [float(row["lon_lowestmode"]) for row in rows]
         lats = [float(row["lat_lowestmode"]) for row in rows]
+        if max(lons) - min(lons) > 180.0:  # footprints on both sides of ±180°
+            lons = [lon + 360.0 if lon < 0 else lon for lon in lons]
         margin = 0.02
-        box = shapely.box(
-            max(-180.0, min(lons) - margin),
+        box = _lonlat_box(
+            min(lons) - margin,
             max(-90.0, min(lats) - margin),
-            min(180.0, max(lons) + margin),
+            max(lons) + margin,
             min(90.0, max(lats) + margin),
         )
         self.dem = self._items(search, profile.dem_collection, box)
@@ -491,10 +493,22 @@ def _finish(
     return "ok", candidate.item_id, "", sample
 
 
+def _lonlat_box(west: float, south: float, east: float, north: float) -> shapely.Geometry:
+    """A lon/lat box; one reaching beyond ±180° (or with west > east, as bounds across
+    the antimeridian are given) is cut there into a part on each side."""
+    if west > east:
+        east += 360.0
+    parts = []
+    for shift in (-360.0, 0.0, 360.0):
+        lo, hi = max(west + shift, -180.0), min(east + shift, 180.0)
+        if lo < hi:
+            parts.append(shapely.box(lo, south, hi, north))
+    return parts[0] if len(parts) == 1 else shapely.MultiPolygon(parts)
+
+
 def _covering(items: list[dict], outline: shapely.Geometry, crs: CRS) -> list[dict]:
     """Items whose lon/lat bbox meets the window (given in `crs`)."""
-    west, south, east, north = transform_bounds(crs, "EPSG:4326", *outline.bounds)
-    window = shapely.box(west, south, east, north)
+    window = _lonlat_box(*transform_bounds(crs, "EPSG:4326", *outline.bounds))
     chosen = []
     for item in items:
         geometry = shapely.geometry.shape(item["geometry"])
