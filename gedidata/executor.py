@@ -4,8 +4,10 @@ Stages hand an `Executor` a function and its tasks and get results back as they 
 (a slow task never holds the others back). `ProcessExecutor` uses the forkserver or
 spawn start method: GDAL and HDF5 handles must not be inherited through fork, so every
 worker opens its own datasets. Worker log records travel over a queue to the main
-process's handlers, so they reach the console and the log file. Another engine (Dask,
-a cluster) only needs to implement `map_unordered`.
+process's handlers, so they reach the console and the log file (the stdlib's
+QueueHandler/QueueListener rather than the multiprocessing-logging package, which relies
+on handlers inherited through fork). Another engine (Dask, a cluster) only needs to
+implement `map_unordered`.
 """
 
 from __future__ import annotations
