@@ -84,15 +84,10 @@ def run_pipeline(config: PipelineConfig, progress: bool = True) -> RunSummary:
         return summary
 
     for split in SPLITS:
-        summary.fuses[split] = fuse_directory(
-            batch_dir(config.output_dir, split),
-            fused_path(config.output_dir, split),
-            output_dir=config.output_dir,
-            key=f"fuse:{split}",
-            overwrite=config.overwrite,
-            compress=config.fuse_compress,
-            progress=progress,
-        )
+        summary.fuses[split] = _fuse(
+            config, batch_dir(config.output_dir, split), fused_path(config.output_dir, split),
+            f"fuse:{split}", progress,
+        )  # fmt: skip
     summary.seconds = time.monotonic() - started
     return summary
 
@@ -103,17 +98,24 @@ def fuse_only(config: PipelineConfig, batches: Path, progress: bool = True) -> R
     if not batches.is_dir():
         raise InputError(f"--fuse-hdf5-datasets {batches}: not a folder")
     summary = RunSummary()
-    summary.fuses["fused"] = fuse_directory(
+    target = config.output_dir / FUSED_NAME
+    summary.fuses["fused"] = _fuse(config, batches, target, f"fuse:{batches.resolve()}", progress)
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def _fuse(
+    config: PipelineConfig, batches: Path, target: Path, key: str, progress: bool
+) -> FuseResult:
+    return fuse_directory(
         batches,
-        config.output_dir / FUSED_NAME,
+        target,
         output_dir=config.output_dir,
-        key=f"fuse:{batches.resolve()}",
+        key=key,
         overwrite=config.overwrite,
         compress=config.fuse_compress,
         progress=progress,
     )
-    summary.seconds = time.monotonic() - started
-    return summary
 
 
 def fused_path(output_dir: Path, split: str) -> Path:

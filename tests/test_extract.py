@@ -41,8 +41,14 @@ def scene_on(world, tile: str, day: datetime):
 
 
 def footprint(scene, east_m: float, south_m: float, when: datetime, shot: int, agbd=123.5):
+    """A subset-CSV row for a footprint `east_m`/`south_m` from the scene's corner."""
     west, _, _, north = scene.bounds
     lon, lat = scene.to_lonlat(west + east_m, north - south_m)
+    return shot_row(lon, lat, when, shot, agbd)
+
+
+def shot_row(lon: float, lat: float, when: datetime, shot: int, agbd: float = 123.5) -> dict:
+    """A subset-CSV row for a footprint at (lon, lat) shot at `when`."""
     naive = when.astimezone(UTC).replace(tzinfo=None)
     return {
         "agbd": agbd,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,28 +29,25 @@ from rasterio.windows import Window
 from gedidata.config import PipelineConfig
 from gedidata.executor import SerialExecutor
 from gedidata.extract import extract_split
-from gedidata.gedi import DELTA_TIME_EPOCH
 from gedidata.schema import BAND_NAMES, check_file, read_arrays
 from gedidata.sources.profiles import BAND_RESOLUTION, PLANETARY_COMPUTER, SourceProfile
 from gedidata.testing import pixels
-from gedidata.testing.mgrs import mgrs_tiles_covering
 from gedidata.testing.world import (
     GeneratedScene,
-    SceneSpec,
     World,
-    WorldSpec,
-    anchor_around,
     default_test_world,
     dem_tile_name,
     worldcover_tile_name,
     write_world,
 )
+from tests.test_extract import shot_row
 from tests.test_reader import (
     centres,
     dem_kink_distance,
     nearby_tiles,
     whole_tiles_vrt,
     worldcover_edge_distance,
+    write_corner_world,
 )
 
 PC = "planetary-computer"
@@ -86,26 +83,7 @@ def world(tmp_path_factory) -> World:
 
 @pytest.fixture(scope="module")
 def corner_world(tmp_path_factory) -> World:
-    """A 1.2 km scene centred on 9°E 48°N: a corner of four DEM and four WorldCover tiles.
-
-    32TMU, not 32UNU: 9°E is only 20 m from 32UNU's west edge, so no window there would
-    lie inside a scene of that tile.
-    """
-    tile = "32TMU"
-    assert tile in mgrs_tiles_covering(9.0, 48.0)
-    scene = SceneSpec(
-        tile,
-        datetime(2020, 7, 1, 10, 30, tzinfo=UTC),
-        anchor_m=anchor_around(tile, 9.0, 48.0, 1200),
-    )
-    spec = WorldSpec(
-        tmp_path_factory.mktemp("corner"),
-        [scene],
-        tile_size_m=1200,
-        worldcover_years=(2020,),
-        worldcover_overviews=False,
-    )
-    return write_world(spec)
+    return write_corner_world(tmp_path_factory.mktemp("corner"))
 
 
 def served(world: World, served_world_factory) -> SourceProfile:
@@ -115,24 +93,6 @@ def served(world: World, served_world_factory) -> SourceProfile:
 
 
 # ----------------------------------------------------------------------------- extract
-
-
-def shot_row(lon: float, lat: float, when: datetime, shot: int) -> dict[str, Any]:
-    """A subset-CSV row for a footprint at (lon, lat) shot at `when`."""
-    naive = when.astimezone(UTC).replace(tzinfo=None)
-    return {
-        "agbd": 88.25,
-        "agbd_se": 9.0,
-        "lon_lowestmode": float(lon),
-        "lat_lowestmode": float(lat),
-        "shot_number": shot,
-        "delta_time": (when - DELTA_TIME_EPOCH).total_seconds(),
-        "l2_quality_flag": 1,
-        "l4_quality_flag": 1,
-        "surface_flag": 1,
-        "GEDI Filename": f"GEDI04_A_{naive:%Y%j%H%M%S}_O01234_01_T00001_02_002_02_V002.h5",
-        "acquisition_time": naive,
-    }
 
 
 def in_scene(scene: GeneratedScene, east_m: float, south_m: float) -> tuple[float, float]:

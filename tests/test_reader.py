@@ -57,23 +57,27 @@ def world(tmp_path_factory) -> World:
     return write_world(default_test_world(tmp_path_factory.mktemp("world")))
 
 
-@pytest.fixture(scope="module")
-def corner_world(tmp_path_factory) -> World:
-    """A 1.2 km scene around 9°E 48°N: the corner of four DEM and four WorldCover tiles."""
-    tile = mgrs_tiles_covering(9.0, 48.0)[0]
+def write_corner_world(root: Path, tile: str = "32TMU") -> World:
+    """A 1.2 km scene around 9°E 48°N: the corner of four DEM and four WorldCover tiles.
+
+    32TMU, not 32UNU: 9°E is only 20 m from 32UNU's west edge, so no window there would
+    lie inside a scene of that tile.
+    """
+    assert tile in mgrs_tiles_covering(9.0, 48.0)
     scene = SceneSpec(
         tile,
         datetime(2020, 7, 1, 10, 30, tzinfo=UTC),
         anchor_m=anchor_around(tile, 9.0, 48.0, 1200),
     )
     spec = WorldSpec(
-        tmp_path_factory.mktemp("corner"),
-        [scene],
-        tile_size_m=1200,
-        worldcover_years=(2020,),
-        worldcover_overviews=False,
+        root, [scene], tile_size_m=1200, worldcover_years=(2020,), worldcover_overviews=False
     )
     return write_world(spec)
+
+
+@pytest.fixture(scope="module")
+def corner_world(tmp_path_factory) -> World:
+    return write_corner_world(tmp_path_factory.mktemp("corner"))
 
 
 # ----------------------------------------------------------------------------- helpers
