@@ -61,7 +61,10 @@ CLOUD_OPTIMIZED_GDAL: dict[str, str | int] = {
     "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.TIF,.tiff",
     "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
     "GDAL_HTTP_MULTIPLEX": "YES",
-    "GDAL_CACHEMAX": 512,
+    # rasterio hands an integer GDAL_CACHEMAX to GDALSetCacheMax64, i.e. in *bytes*
+    # (rasterio#2336): 512 would leave no block cache and decode a 1024 x 1024 tile for
+    # every 32 x 32 read. 512 MiB holds the tiles a batch has in use for a band.
+    "GDAL_CACHEMAX": 512 * 2**20,
     "VSI_CACHE": "TRUE",
     "GDAL_HTTP_MAX_RETRY": "4",
     "GDAL_HTTP_RETRY_DELAY": "0.5",
