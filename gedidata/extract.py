@@ -53,7 +53,13 @@ from gedidata.footprints import collect_footprints, scan_footprints
 from gedidata.gedi import delta_time_to_datetime
 from gedidata.geometry import WINDOW_SIZE
 from gedidata.quality import scl_rejection, scl_stats, slope_rejection
-from gedidata.reader import read_dem_with_slope, read_exact, read_mosaic, read_resampled, read_scl
+from gedidata.reader import (
+    read_dem_with_slope,
+    read_exact_many,
+    read_mosaic,
+    read_resampled_many,
+    read_scl,
+)
 from gedidata.schema import Sample, SampleBuffer, write_samples
 from gedidata.sources.harmonize import Harmonization, harmonization
 from gedidata.sources.profiles import BAND_RESOLUTION, S2_BANDS, SourceProfile
@@ -526,22 +532,44 @@ def _read_bands(
         except GedidataError as error:
             failed[item] = str(error)[:300]
     for channel, band in enumerate(S2_BANDS[1:], start=1):
+        # the footprints of one scene are read together, each internal tile once
+        groups: dict[str, list[_Chosen]] = {}
         for item in chosen:
             if item in failed:
                 continue
-            candidate = item.candidate
             try:
-                dataset = assets.open(candidate.item["assets"][profile.asset_key(band)]["href"])
-                if BAND_RESOLUTION[band] == 10:
-                    values = read_exact(dataset, candidate.window)
-                else:
-                    values = read_resampled(dataset, item.transform, item.crs)
-            except (GedidataError, KeyError, OSError) as error:
+                href = item.candidate.item["assets"][profile.asset_key(band)]["href"]
+            except KeyError as error:
                 failed[item] = redact(str(error))[:300]
                 continue
-            shifted = values.astype(np.int32) - item.harmonization.offset_dn
-            item.sentinel2[channel] = np.where(values == 0, 0, np.clip(shifted, 0, None))
+            groups.setdefault(href, []).append(item)
+        for href, items in groups.items():
+            try:
+                values = _read_band(assets.open(href), band, items)
+            except (GedidataError, KeyError, OSError):
+                # one footprint at a time, so each gets its own outcome
+                values = None
+            for index, item in enumerate(items):
+                try:
+                    value = (
+                        values[index]
+                        if values is not None
+                        else _read_band(assets.open(href), band, [item])[0]
+                    )
+                except (GedidataError, KeyError, OSError) as error:
+                    failed[item] = redact(str(error))[:300]
+                    continue
+                assert item.harmonization is not None  # set above for every one not failed
+                shifted = value.astype(np.int32) - item.harmonization.offset_dn
+                item.sentinel2[channel] = np.where(value == 0, 0, np.clip(shifted, 0, None))
     return failed
+
+
+def _read_band(dataset: DatasetReader, band: str, items: list[_Chosen]) -> np.ndarray:
+    """One band's window of every footprint (all on the dataset's scene): (N, 32, 32)."""
+    if BAND_RESOLUTION[band] == 10:
+        return read_exact_many(dataset, [item.candidate.window for item in items])
+    return read_resampled_many(dataset, [item.transform for item in items], items[0].crs)
 
 
 def _finish(
