@@ -451,8 +451,8 @@ class _AuxiliaryItems:
         # One box per batch: the run's batches may lie far apart (a run can go on in
         # the next MGRS square or UTM zone), and their common box would be huge.
         box = shapely.union_all([_batch_box(rows) for rows in batches if rows])
-        self.dem = self._items(search, profile.dem_collection, box)
-        self.worldcover = (
+        self.dem = _Tiles(self._items(search, profile.dem_collection, box))
+        self.worldcover = _Tiles(
             self._items(search, profile.worldcover_collection, box)
             if profile.worldcover_collection
             else []
@@ -467,6 +467,20 @@ class _AuxiliaryItems:
             limit=100,
         ).items_as_dicts()
         return list(items)
+
+
+class _Tiles:
+    """DEM or WorldCover items with their footprint geometries (parsed once)."""
+
+    def __init__(self, items: list[dict]) -> None:
+        self.items = items
+        self.geometries = np.array([shapely.geometry.shape(i["geometry"]) for i in items])
+
+    def covering(self, lonlat: shapely.Geometry) -> list[dict]:
+        """Items whose footprint meets the lon/lat box, by id."""
+        meets = shapely.intersects(self.geometries, lonlat) if self.items else []
+        chosen = [item for item, ok in zip(self.items, meets, strict=True) if ok]
+        return sorted(chosen, key=lambda item: item["id"])
 
 
 def _batch_box(rows: list[dict[str, Any]], margin: float = 0.02) -> shapely.Geometry:
@@ -581,8 +595,12 @@ def _finish(
     harmonized = item.harmonization
     assert harmonized is not None  # set by _read_bands for every footprint not failed
     try:
-        outline = shapely.box(*candidate.window.bounds(candidate.grid))
-        dem_items = _covering(auxiliary.dem, outline, crs)
+        # the window's lon/lat box, once for both DEM and WorldCover
+        west, south, east, north = transform_bounds(
+            crs, "EPSG:4326", *candidate.window.bounds(candidate.grid)
+        )
+        lonlat = shapely.box(west, south, east, north)
+        dem_items = auxiliary.dem.covering(lonlat)
         dem_sets = [assets.open(i["assets"][profile.dem_asset]["href"]) for i in dem_items]
         elevation, slope = read_dem_with_slope(dem_sets, transform, crs)
         if not dem_sets or np.isnan(elevation).any():
@@ -591,9 +609,7 @@ def _finish(
         if reason is not None:
             return reason, candidate.item_id, "", None
         year = 2020 if row["acquisition_time"].year <= 2020 else 2021
-        wc_items = [
-            i for i in _covering(auxiliary.worldcover, outline, crs) if _worldcover_year(i) == year
-        ]
+        wc_items = [i for i in auxiliary.worldcover.covering(lonlat) if _worldcover_year(i) == year]
         wc_sets = [assets.open(i["assets"][profile.worldcover_asset]["href"]) for i in wc_items]
         worldcover = read_mosaic(wc_sets, transform, crs, (WINDOW_SIZE, WINDOW_SIZE),
                                  rasterio.enums.Resampling.nearest, np.uint8, 0)  # fmt: skip
@@ -626,18 +642,6 @@ def _finish(
         offset_removed=harmonized.offset_dn,
     )
     return "ok", candidate.item_id, "", sample
-
-
-def _covering(items: list[dict], outline: shapely.Geometry, crs: CRS) -> list[dict]:
-    """Items whose lon/lat bbox meets the window (given in `crs`)."""
-    west, south, east, north = transform_bounds(crs, "EPSG:4326", *outline.bounds)
-    window = shapely.box(west, south, east, north)
-    chosen = []
-    for item in items:
-        geometry = shapely.geometry.shape(item["geometry"])
-        if geometry.intersects(window):
-            chosen.append(item)
-    return sorted(chosen, key=lambda item: item["id"])
 
 
 def _worldcover_year(item: dict) -> int:
