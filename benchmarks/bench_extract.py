@@ -225,7 +225,10 @@ def main() -> None:
             seconds_b = time.monotonic() - begin
             s2_bytes = report("(b) gedidata", frame.height, seconds_b, log, mark,
                               proxy.requests - stac_before, prefix)  # fmt: skip
-            print(f"(b) outcomes: {dict(result.outcomes)}")
+            print(
+                f"(b) outcomes: {dict(result.outcomes)}; batch size {args.batch_size}, "
+                f"{result.batches} batches, {args.processes} worker processes"
+            )
             print(
                 f"minimum Sentinel-2 bytes (unique internal tiles + headers): "
                 f"{minimum / frame.height / 1e3:,.1f} kB per footprint; "

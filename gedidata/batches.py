@@ -2,17 +2,21 @@
 
 Footprints are cut into batches of `--batch-size`; batch `i` of size `n` becomes
 `OUT/<split>/hdf5_batch_data/batch_<n>_<i>.h5`. Before cutting, footprints are ordered
-by area and date (the same 1° cell / 20-day grouping as the scene search, then shot
-number), so a batch touches few scenes and each scene's tiles are fetched once. The
-order is deterministic: a re-run cuts the same batches and skips the complete ones.
+by Sentinel-2 tile, date window and the tile's internal COG tiles (then shot number),
+so a batch touches few scenes and few internal tiles. The order depends on the
+footprints alone (not on what a catalogue answers): a re-run cuts the same batches and
+skips the complete ones. `batch_runs` hands consecutive batches to one worker, which
+keeps its datasets and block cache from one batch to the next.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
 import numpy as np
+from pyproj import Transformer
 
 from gedidata.errors import InputError
 
@@ -58,25 +62,80 @@ def batch_order(
     lat: np.ndarray,
     day: np.ndarray,
     shot_number: np.ndarray,
-    cell_deg: float = 1.0,
     window_days: int = 20,
-    sub_cell_deg: float = 0.1,
 ) -> np.ndarray:
-    """Row order that keeps footprints of the same area and date window together.
+    """Row order that keeps footprints of the same Sentinel-2 tile and dates together.
 
-    Within a cell and date window, footprints go by `sub_cell_deg` sub-cells (rows of
-    them, south to north), so a batch covers a compact part of a scene and decompresses
-    few of its internal tiles.
+    Footprints go by UTM zone, then by the 100 km MGRS square of their Sentinel-2 tile
+    (north to south, west to east), then by date window, then by the tile's internal
+    1024-pixel COG tiles (`s2_internal_tile`) column by column, so a batch reads few
+    internal tiles, each of them whole, and shares few with other batches. Column-major
+    order puts the points of the 9.8 km overlap east of a square (read from the western
+    scene as often as not) right after the square's last column.
     """
-    lon = np.asarray(lon)
-    lat = np.asarray(lat)
-    cell_x = np.floor(lon / cell_deg).astype(np.int64)
-    cell_y = np.floor(lat / cell_deg).astype(np.int64)
+    lon = np.asarray(lon, dtype=np.float64)
+    lat = np.asarray(lat, dtype=np.float64)
+    zone, south = utm_zones(lon, lat)
+    square_east = np.zeros(lon.shape, np.int64)
+    square_north = np.zeros(lon.shape, np.int64)
+    col = np.zeros(lon.shape, np.int64)
+    row = np.zeros(lon.shape, np.int64)
+    for key in set(zip(zone.tolist(), south.tolist(), strict=True)):
+        members = (zone == key[0]) & (south == key[1])
+        x, y = _to_utm(*key).transform(lon[members], lat[members])
+        where = s2_internal_tile(np.asarray(x), np.asarray(y), south=key[1])
+        square_east[members], square_north[members], col[members], row[members] = where
     window = np.floor(np.asarray(day) / max(1, window_days)).astype(np.int64)
-    sub_x = np.floor(lon / sub_cell_deg).astype(np.int64)
-    sub_y = np.floor(lat / sub_cell_deg).astype(np.int64)
     # lexsort: the last key is the primary one
-    return np.lexsort((np.asarray(shot_number), sub_x, sub_y, window, cell_y, cell_x))
+    return np.lexsort(
+        (np.asarray(shot_number), row, col, window, square_east, -square_north, south, zone)
+    )
+
+
+S2_SQUARE_M = 100_000
+"""Side of an MGRS square; a Sentinel-2 tile covers its square plus 9.8 km east and south."""
+S2_LATTICE_M = 60
+"""Sentinel-2 tile corners are MGRS square corners snapped (out) to a 60 m lattice."""
+S2_INTERNAL_TILE_M = 10_240
+"""An internal COG tile of a 10 m band: 1024 pixels (20 m and 60 m: 2 x 2 and 6 x 6)."""
+
+
+def utm_zones(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Standard UTM zone (1-60) and hemisphere (True = south) of each point."""
+    zone = (np.floor((np.asarray(lon) + 180.0) / 6.0).astype(np.int64) % 60) + 1
+    return zone, np.asarray(lat) < 0.0
+
+
+def s2_internal_tile(
+    x: np.ndarray, y: np.ndarray, south: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(square east, square north, internal tile column, row) of UTM points.
+
+    The square is the MGRS 100 km square holding the point (east and north edge, in
+    metres); the internal tile counts from the upper-left corner of that square's
+    Sentinel-2 tile, which is the square's north-west corner snapped out to the 60 m
+    lattice (northings relative to the equator, so south of it without the false
+    northing).
+    """
+    false_northing = 10_000_000.0 if south else 0.0
+    north = np.asarray(y) - false_northing
+    square_east = np.floor(np.asarray(x) / S2_SQUARE_M) * S2_SQUARE_M
+    square_north = (np.floor(north / S2_SQUARE_M) + 1) * S2_SQUARE_M
+    left = np.floor(square_east / S2_LATTICE_M) * S2_LATTICE_M
+    top = np.ceil(square_north / S2_LATTICE_M) * S2_LATTICE_M
+    col = np.floor((x - left) / S2_INTERNAL_TILE_M)
+    row = np.floor((top - north) / S2_INTERNAL_TILE_M)
+    return (
+        square_east.astype(np.int64),
+        square_north.astype(np.int64),
+        col.astype(np.int64),
+        row.astype(np.int64),
+    )
+
+
+@functools.lru_cache(maxsize=128)
+def _to_utm(zone: int, south: bool) -> Transformer:
+    return Transformer.from_crs(4326, (32700 if south else 32600) + zone, always_xy=True)
 
 
 def plan_batches(order: np.ndarray, size: int) -> list[np.ndarray]:
@@ -84,3 +143,18 @@ def plan_batches(order: np.ndarray, size: int) -> list[np.ndarray]:
     if size < 1:
         raise ValueError(f"batch size must be >= 1, got {size}")
     return [order[start : start + size] for start in range(0, len(order), size)]
+
+
+def batch_runs(indexes: list[int], workers: int, max_run: int = 8) -> list[list[int]]:
+    """Batches handed to one worker together: consecutive runs of `indexes`.
+
+    Neighbouring batches share the internal tiles along their common edge and the
+    scenes of their area; a worker that extracts them one after the other keeps those
+    in its block cache and searches the catalogue once. There are at least `workers`
+    runs (so every worker has one) and at most `max_run` batches in a run (so results
+    and progress keep coming), as even in length as possible.
+    """
+    if not indexes:
+        return []
+    count = max(min(max(workers, 1), len(indexes)), -(-len(indexes) // max(max_run, 1)))
+    return [part.tolist() for part in np.array_split(np.asarray(indexes), count)]

@@ -1,8 +1,8 @@
 """Stage 3, extract: footprints → batch HDF5 files of co-located windows (SPEC §4).
 
-`extract_split` cuts a split's footprints into batches (`batches.py`) and runs
-`extract_batch` for each batch that is not complete yet in worker processes
-(`executor.py`). A batch finds its scenes with one grouped STAC search
+`extract_split` cuts a split's footprints into batches (`batches.py`) and hands runs of
+consecutive batches that are not complete yet to worker processes (`executor.py`,
+`extract_run`). A run finds its scenes with one grouped STAC search
 (`sources.search`), opens each asset once, and per footprint reads the SCL window,
 checks it (`quality.py`), falls back to the next candidate scene (up to
 `max_scene_candidates`), then reads the bands (`reader.py`), DEM and slope, WorldCover,
@@ -38,7 +38,14 @@ from tqdm import tqdm
 from gedidata import __version__
 from gedidata.agbd import agbd_disk
 from gedidata.atomic import atomic_output
-from gedidata.batches import batch_dir, batch_name, batch_order, complete_batches, plan_batches
+from gedidata.batches import (
+    batch_dir,
+    batch_name,
+    batch_order,
+    batch_runs,
+    complete_batches,
+    plan_batches,
+)
 from gedidata.config import PipelineConfig, SclLimits
 from gedidata.errors import GedidataError
 from gedidata.executor import Executor, ProcessExecutor, SerialExecutor
@@ -46,12 +53,23 @@ from gedidata.footprints import collect_footprints, scan_footprints
 from gedidata.gedi import delta_time_to_datetime
 from gedidata.geometry import WINDOW_SIZE
 from gedidata.quality import scl_rejection, scl_stats, slope_rejection
-from gedidata.reader import read_dem_with_slope, read_exact, read_mosaic, read_resampled, read_scl
+from gedidata.reader import (
+    read_dem_with_slope,
+    read_exact_many,
+    read_mosaic,
+    read_resampled_many,
+    read_scl,
+)
 from gedidata.schema import Sample, SampleBuffer, write_samples
 from gedidata.sources.harmonize import Harmonization, harmonization
 from gedidata.sources.profiles import BAND_RESOLUTION, S2_BANDS, SourceProfile
 from gedidata.sources.reading import open_asset
-from gedidata.sources.search import FootprintQuery, SceneCandidate, SceneSearch
+from gedidata.sources.search import (
+    FootprintQuery,
+    SceneCandidate,
+    SceneSearch,
+    SceneSearchResult,
+)
 from gedidata.sources.signing import HrefSigner, redact
 
 logger = logging.getLogger(__name__)
@@ -66,12 +84,21 @@ CLOUD_OPTIMIZED_GDAL: dict[str, str | int] = {
     # every 32 x 32 read. 512 MiB holds the tiles a batch has in use for a band.
     "GDAL_CACHEMAX": 512 * 2**20,
     "VSI_CACHE": "TRUE",
+    # /vsicurl/ doubles a download that starts where the last one ended (a "sequential"
+    # read), up to 100 chunks: reading an internal tile right after its neighbour in the
+    # file then fetches the next tile too, often one this worker never needs. A tile of
+    # more than 100 chunks (800 kB at 8 KiB) never doubles, and tile edges waste less.
+    "CPL_VSIL_CURL_CHUNK_SIZE": 8192,
     "GDAL_HTTP_MAX_RETRY": "4",
     "GDAL_HTTP_RETRY_DELAY": "0.5",
 }
 """GDAL settings for cloud-optimized reads: no directory listing, merged ranges, caches."""
 
 LEDGER_COLUMNS = ("shot_number", "outcome", "scene", "detail")
+
+RUN_FOOTPRINTS = 4000
+"""Footprints of consecutive batches one worker extracts together (see `batch_runs`);
+their samples stay in memory until the run is written (~40 kB each)."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +130,13 @@ class BatchTask:
     path: Path
     ledger: Path
     footprints: pl.DataFrame
+
+
+@dataclass(frozen=True)
+class RunTask:
+    """Consecutive batches that one worker extracts one after the other."""
+
+    batches: tuple[BatchTask, ...]
     settings: ExtractSettings
 
 
@@ -156,10 +190,17 @@ def extract_split(
             path=directory / batch_name(config.batch_size, index),
             ledger=ledger_dir / f"batch_{config.batch_size}_{index}.csv",
             footprints=frame[rows],
-            settings=settings,
         )
         for index, rows in enumerate(plans)
         if index not in done
+    ]
+    runs = [
+        RunTask(tuple(tasks[i] for i in run), settings)
+        for run in batch_runs(
+            list(range(len(tasks))),
+            config.num_processors,
+            max_run=max(1, RUN_FOOTPRINTS // config.batch_size),
+        )
     ]
     result = ExtractResult(split, footprints=frame.height, batches=len(plans))
     result.skipped_batches = len(plans) - len(tasks)
@@ -167,15 +208,16 @@ def extract_split(
         logger.info("extract %s: %d of %d batches already complete", split, len(done), len(plans))
     executor = executor or (
         ProcessExecutor(config.num_processors)
-        if config.num_processors > 1 and len(tasks) > 1
+        if config.num_processors > 1 and len(runs) > 1
         else SerialExecutor()
     )
     bar = tqdm(total=frame.height, unit="footprint", desc=f"extract {split}", disable=not progress)
     with bar:
         bar.update(sum(len(plans[index]) for index in done if index < len(plans)))
-        for batch in executor.map_unordered(extract_batch, tasks):
-            result.outcomes.update(batch.outcomes)
-            bar.update(sum(batch.outcomes.values()))
+        for batches in executor.map_unordered(extract_run, runs):
+            for batch in batches:
+                result.outcomes.update(batch.outcomes)
+                bar.update(sum(batch.outcomes.values()))
             kept = result.outcomes["ok"]
             bar.set_postfix(kept=kept, rejected=sum(result.outcomes.values()) - kept)
     result.outcomes = _ledger_outcomes(ledger_dir, config.batch_size, len(plans))
@@ -218,14 +260,19 @@ def _merge_ledgers(ledger_dir: Path, size: int, count: int, target: Path) -> Non
 # --------------------------------------------------------------------------- one batch
 
 
-def extract_batch(task: BatchTask) -> BatchResult:
-    """Worker: extract one batch, write its ledger and then its HDF5 file."""
+def extract_run(task: RunTask) -> list[BatchResult]:
+    """Worker: extract consecutive batches, each written as its ledger, then its HDF5 file.
+
+    The batches are read as one: one scene search, one DEM and WorldCover search, and
+    every pass goes band by band over all their footprints in internal-tile order, so
+    each internal tile is fetched and decoded once, also along the edges between the
+    batches (GDAL's block cache only needs the tiles under the current column). The
+    ledger and samples of each batch come out as if it had been extracted alone.
+    """
     started = time.monotonic()
     settings = task.settings
     env = {**CLOUD_OPTIMIZED_GDAL, **settings.profile.gdal_env}
-    rows = task.footprints.to_dicts()
-    ledger: list[dict[str, Any]] = []
-    buffer = SampleBuffer(len(rows))
+    batches = [batch.footprints.to_dicts() for batch in task.batches]
     with rasterio.Env(**env), _AssetCache(settings.profile) as assets:
         try:
             search = SceneSearch(
@@ -233,46 +280,101 @@ def extract_batch(task: BatchTask) -> BatchResult:
                 max_cloud_cover=settings.max_cloud_cover,
                 search_days=settings.search_days,
             )
-            found = search.find([_query(row) for row in rows])
+            found = search.find([_query(row) for rows in batches for row in rows])
+            auxiliary = _AuxiliaryItems(search, batches, settings)
         except Exception as error:  # the STAC API is unreachable: every footprint fails
             message = redact(f"{type(error).__name__}: {error}")[:300]
-            for row in rows:
-                ledger.append(_entry(row, "read_error", "", message))
-            found = None
-        if found is not None:
-            auxiliary = _AuxiliaryItems(search, rows, settings)
-            # Pass 1: a scene per footprint (SCL check, fallback to the next candidate).
-            chosen: list[_Chosen] = []
-            for row in _reading_order(rows, found.candidates):
-                shot = int(row["shot_number"])
-                if shot in found.errors:
-                    ledger.append(_entry(row, "read_error", "", found.errors[shot]))
-                    continue
-                outcome = _choose_scene(row, found.candidates.get(shot, []), settings, assets)
-                if isinstance(outcome, _Chosen):
-                    chosen.append(outcome)
-                else:
-                    ledger.append(_entry(row, *outcome))
-            # Pass 2: band by band (one dataset at a time reads fastest), in tile order.
-            failed = _read_bands(chosen, settings, assets)
-            for item, detail in failed.items():
-                ledger.append(_entry(item.row, "read_error", item.candidate.item_id, detail))
-            # Pass 3: DEM, slope, WorldCover, AGBD disk.
-            for item in chosen:
-                if item in failed:
-                    continue
-                outcome, scene, detail, sample = _finish(item, settings, assets, auxiliary)
-                ledger.append(_entry(item.row, outcome, scene, detail))
-                if sample is not None:
-                    buffer.append(sample)
+            ledgers = [[_entry(row, "read_error", "", message) for row in rows] for rows in batches]
+            samples: list[list[Sample]] = [[] for _ in batches]
+        else:
+            ledgers, samples = _extract_footprints(batches, settings, assets, found, auxiliary)
+    seconds = (time.monotonic() - started) / len(batches)
+    return [
+        _write_batch(batch, ledger, batch_samples, settings, seconds)
+        for batch, ledger, batch_samples in zip(task.batches, ledgers, samples, strict=True)
+    ]
+
+
+def _extract_footprints(
+    batches: list[list[dict[str, Any]]],
+    settings: ExtractSettings,
+    assets: _AssetCache,
+    found: SceneSearchResult,
+    auxiliary: _AuxiliaryItems,
+) -> tuple[list[list[dict[str, Any]]], list[list[Sample]]]:
+    """Ledger entries and samples of each batch, in the batch's footprint order.
+
+    Footprints are read in whatever order reads fastest (`_reading_order`); each
+    result goes back to its footprint's place in its batch, so a batch's files do not
+    depend on the reading order or on the other batches of the run.
+    """
+    place = {
+        id(row): (index, position)
+        for index, rows in enumerate(batches)
+        for position, row in enumerate(rows)
+    }
+    ledgers: list[list[tuple[int, dict[str, Any]]]] = [[] for _ in batches]
+    samples: list[list[tuple[int, Sample]]] = [[] for _ in batches]
+
+    def record(row: dict[str, Any], outcome: str, scene: str, detail: str) -> None:
+        index, position = place[id(row)]
+        ledgers[index].append((position, _entry(row, outcome, scene, detail)))
+
+    # Pass 1: a scene per footprint (SCL check, fallback to the next candidate).
+    chosen: list[_Chosen] = []
+    everything = [row for rows in batches for row in rows]
+    for row in _reading_order(everything, found.candidates):
+        shot = int(row["shot_number"])
+        if shot in found.errors:
+            record(row, "read_error", "", found.errors[shot])
+            continue
+        outcome = _choose_scene(row, found.candidates.get(shot, []), settings, assets)
+        if isinstance(outcome, _Chosen):
+            chosen.append(outcome)
+        else:
+            record(row, *outcome)
+    # Pass 2: band by band (one dataset at a time reads fastest), in tile order.
+    failed = _read_bands(chosen, settings, assets)
+    for item, detail in failed.items():
+        record(item.row, "read_error", item.candidate.item_id, detail)
+    # Pass 3: DEM, slope, WorldCover, AGBD disk.
+    for item in chosen:
+        if item in failed:
+            continue
+        outcome, scene, detail, sample = _finish(item, settings, assets, auxiliary)
+        record(item.row, outcome, scene, detail)
+        if sample is not None:
+            index, position = place[id(item.row)]
+            samples[index].append((position, sample))
+    return (
+        [[entry for _, entry in sorted(ledger, key=_first)] for ledger in ledgers],
+        [[sample for _, sample in sorted(batch, key=_first)] for batch in samples],
+    )
+
+
+def _first(pair: tuple[int, Any]) -> int:
+    return pair[0]
+
+
+def _write_batch(
+    task: BatchTask,
+    ledger: list[dict[str, Any]],
+    samples: list[Sample],
+    settings: ExtractSettings,
+    seconds: float,
+) -> BatchResult:
+    """A batch's ledger, then its HDF5 file (whose presence marks the batch complete)."""
     with atomic_output(task.ledger) as temporary, temporary.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=LEDGER_COLUMNS, delimiter=";")
         writer.writeheader()
         writer.writerows(ledger)
+    buffer = SampleBuffer(task.footprints.height)
+    for sample in samples:
+        buffer.append(sample)
     write_samples(task.path, buffer, _batch_attrs(settings))
     outcomes = Counter(entry["outcome"] for entry in ledger)
     logger.debug("batch %d: %s", task.index, dict(outcomes))
-    return BatchResult(task.index, outcomes, buffer.count, time.monotonic() - started)
+    return BatchResult(task.index, outcomes, buffer.count, seconds)
 
 
 def _entry(row: dict[str, Any], outcome: str, scene: str, detail: str) -> dict[str, Any]:
@@ -298,7 +400,12 @@ def _shot_time(row: dict[str, Any]) -> datetime:
 def _reading_order(
     rows: list[dict[str, Any]], candidates: dict[int, list[SceneCandidate]]
 ) -> Iterator[dict[str, Any]]:
-    """Footprints by best scene, then by internal tile, so each COG tile is read once."""
+    """Footprints by best scene, then by internal tile, so each COG tile is read once.
+
+    Internal tiles go column by column: tiles one below the other are not neighbours
+    in the file, so GDAL's /vsicurl/ does not take the reads for sequential and fetch
+    (up to 2 MB) ahead into the next tile in the file, which is often not needed.
+    """
 
     def key(row: dict[str, Any]) -> tuple[str, int, int, int]:
         options = candidates.get(int(row["shot_number"])) or []
@@ -307,8 +414,8 @@ def _reading_order(
         best = options[0]
         return (
             best.item_id,
-            best.window.row_off // 1024,
             best.window.col_off // 1024,
+            best.window.row_off // 1024,
             int(row["shot_number"]),
         )
 
@@ -336,25 +443,17 @@ class _AssetCache:
 
 
 class _AuxiliaryItems:
-    """DEM and WorldCover items around a batch, found with one search each."""
+    """DEM and WorldCover items around the batches of a run, found with one search each."""
 
     def __init__(
-        self, search: SceneSearch, rows: list[dict[str, Any]], settings: ExtractSettings
+        self, search: SceneSearch, batches: list[list[dict[str, Any]]], settings: ExtractSettings
     ) -> None:
         profile = settings.profile
-        lons = [float(row["lon_lowestmode"]) for row in rows]
-        lats = [float(row["lat_lowestmode"]) for row in rows]
-        if max(lons) - min(lons) > 180.0:  # footprints on both sides of ±180°
-            lons = [lon + 360.0 if lon < 0 else lon for lon in lons]
-        margin = 0.02
-        box = _lonlat_box(
-            min(lons) - margin,
-            max(-90.0, min(lats) - margin),
-            max(lons) + margin,
-            min(90.0, max(lats) + margin),
-        )
-        self.dem = self._items(search, profile.dem_collection, box)
-        self.worldcover = (
+        # One box per batch: the run's batches may lie far apart (a run can go on in
+        # the next MGRS square or UTM zone), and their common box would be huge.
+        box = shapely.union_all([_batch_box(rows) for rows in batches if rows])
+        self.dem = _Tiles(self._items(search, profile.dem_collection, box))
+        self.worldcover = _Tiles(
             self._items(search, profile.worldcover_collection, box)
             if profile.worldcover_collection
             else []
@@ -369,6 +468,34 @@ class _AuxiliaryItems:
             limit=100,
         ).items_as_dicts()
         return list(items)
+
+
+class _Tiles:
+    """DEM or WorldCover items with their footprint geometries (parsed once)."""
+
+    def __init__(self, items: list[dict]) -> None:
+        self.items = items
+        self.geometries = np.array([shapely.geometry.shape(i["geometry"]) for i in items])
+
+    def covering(self, lonlat: shapely.Geometry) -> list[dict]:
+        """Items whose footprint meets the lon/lat box, by id."""
+        meets = shapely.intersects(self.geometries, lonlat) if self.items else []
+        chosen = [item for item, ok in zip(self.items, meets, strict=True) if ok]
+        return sorted(chosen, key=lambda item: item["id"])
+
+
+def _batch_box(rows: list[dict[str, Any]], margin: float = 0.02) -> shapely.Geometry:
+    """Lon/lat box around a batch's footprints, `margin` degrees wider than a window."""
+    lons = [float(row["lon_lowestmode"]) for row in rows]
+    lats = [float(row["lat_lowestmode"]) for row in rows]
+    if max(lons) - min(lons) > 180.0:  # footprints on both sides of ±180°
+        lons = [lon + 360.0 if lon < 0 else lon for lon in lons]
+    return _lonlat_box(
+        min(lons) - margin,
+        max(-90.0, min(lats) - margin),
+        max(lons) + margin,
+        min(90.0, max(lats) + margin),
+    )
 
 
 @dataclass(eq=False)
@@ -422,22 +549,44 @@ def _read_bands(
         except GedidataError as error:
             failed[item] = str(error)[:300]
     for channel, band in enumerate(S2_BANDS[1:], start=1):
+        # the footprints of one scene are read together, each internal tile once
+        groups: dict[str, list[_Chosen]] = {}
         for item in chosen:
             if item in failed:
                 continue
-            candidate = item.candidate
             try:
-                dataset = assets.open(candidate.item["assets"][profile.asset_key(band)]["href"])
-                if BAND_RESOLUTION[band] == 10:
-                    values = read_exact(dataset, candidate.window)
-                else:
-                    values = read_resampled(dataset, item.transform, item.crs)
-            except (GedidataError, KeyError, OSError) as error:
+                href = item.candidate.item["assets"][profile.asset_key(band)]["href"]
+            except KeyError as error:
                 failed[item] = redact(str(error))[:300]
                 continue
-            shifted = values.astype(np.int32) - item.harmonization.offset_dn
-            item.sentinel2[channel] = np.where(values == 0, 0, np.clip(shifted, 0, None))
+            groups.setdefault(href, []).append(item)
+        for href, items in groups.items():
+            try:
+                values = _read_band(assets.open(href), band, items)
+            except (GedidataError, KeyError, OSError):
+                # one footprint at a time, so each gets its own outcome
+                values = None
+            for index, item in enumerate(items):
+                try:
+                    value = (
+                        values[index]
+                        if values is not None
+                        else _read_band(assets.open(href), band, [item])[0]
+                    )
+                except (GedidataError, KeyError, OSError) as error:
+                    failed[item] = redact(str(error))[:300]
+                    continue
+                assert item.harmonization is not None  # set above for every one not failed
+                shifted = value.astype(np.int32) - item.harmonization.offset_dn
+                item.sentinel2[channel] = np.where(value == 0, 0, np.clip(shifted, 0, None))
     return failed
+
+
+def _read_band(dataset: DatasetReader, band: str, items: list[_Chosen]) -> np.ndarray:
+    """One band's window of every footprint (all on the dataset's scene): (N, 32, 32)."""
+    if BAND_RESOLUTION[band] == 10:
+        return read_exact_many(dataset, [item.candidate.window for item in items])
+    return read_resampled_many(dataset, [item.transform for item in items], items[0].crs)
 
 
 def _finish(
@@ -449,8 +598,12 @@ def _finish(
     harmonized = item.harmonization
     assert harmonized is not None  # set by _read_bands for every footprint not failed
     try:
-        outline = shapely.box(*candidate.window.bounds(candidate.grid))
-        dem_items = _covering(auxiliary.dem, outline, crs)
+        # the window's lon/lat box, once for both DEM and WorldCover
+        west, south, east, north = transform_bounds(
+            crs, "EPSG:4326", *candidate.window.bounds(candidate.grid)
+        )
+        lonlat = _lonlat_box(west, south, east, north)  # cut at ±180° when it crosses
+        dem_items = auxiliary.dem.covering(lonlat)
         dem_sets = [assets.open(i["assets"][profile.dem_asset]["href"]) for i in dem_items]
         elevation, slope = read_dem_with_slope(dem_sets, transform, crs)
         if not dem_sets or np.isnan(elevation).any():
@@ -459,9 +612,7 @@ def _finish(
         if reason is not None:
             return reason, candidate.item_id, "", None
         year = 2020 if row["acquisition_time"].year <= 2020 else 2021
-        wc_items = [
-            i for i in _covering(auxiliary.worldcover, outline, crs) if _worldcover_year(i) == year
-        ]
+        wc_items = [i for i in auxiliary.worldcover.covering(lonlat) if _worldcover_year(i) == year]
         wc_sets = [assets.open(i["assets"][profile.worldcover_asset]["href"]) for i in wc_items]
         worldcover = read_mosaic(wc_sets, transform, crs, (WINDOW_SIZE, WINDOW_SIZE),
                                  rasterio.enums.Resampling.nearest, np.uint8, 0)  # fmt: skip
@@ -507,17 +658,6 @@ def _lonlat_box(west: float, south: float, east: float, north: float) -> shapely
         if lo < hi:
             parts.append(shapely.box(lo, south, hi, north))
     return parts[0] if len(parts) == 1 else shapely.MultiPolygon(parts)
-
-
-def _covering(items: list[dict], outline: shapely.Geometry, crs: CRS) -> list[dict]:
-    """Items whose lon/lat bbox meets the window (given in `crs`)."""
-    window = _lonlat_box(*transform_bounds(crs, "EPSG:4326", *outline.bounds))
-    chosen = []
-    for item in items:
-        geometry = shapely.geometry.shape(item["geometry"])
-        if geometry.intersects(window):
-            chosen.append(item)
-    return sorted(chosen, key=lambda item: item["id"])
 
 
 def _worldcover_year(item: dict) -> int:

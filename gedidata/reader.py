@@ -5,6 +5,9 @@ only the pixels a 32 x 32 window needs, so a read over HTTP fetches the few inte
 COG tiles under the window instead of the whole scene:
 
 - `read_exact`: a 10 m band on its own grid, a plain windowed read (no resampling).
+  `read_exact_many` / `read_resampled_many` read thousands of windows of one dataset
+  at once: each internal block is read once per cluster of nearby windows and the
+  upsampling runs vectorized over all windows, with the same values as one by one.
 - `read_resampled` / `read_scl`: a 20 m or 60 m band onto the 10 m window grid. The
   source window covers the destination plus ``margin_px`` source pixels on every side,
   so the resampling kernel of every edge pixel sees the real neighbours, and the chunk
@@ -40,8 +43,10 @@ from gedidata.quality import horn_slope_percent
 __all__ = [
     "read_dem_with_slope",
     "read_exact",
+    "read_exact_many",
     "read_mosaic",
     "read_resampled",
+    "read_resampled_many",
     "read_scl",
 ]
 
@@ -60,13 +65,19 @@ def read_exact(dataset: DatasetReader, window: PixelWindow, band: int = 1) -> np
 
     Parts of the window outside the raster hold the dataset's nodata (0 when it has none).
     """
-    fill = _fill_value(dataset.nodata, dataset.dtypes[band - 1])
-    out = np.full((window.height, window.width), fill, dtype=dataset.dtypes[band - 1])
-    inside = _read_inside(dataset, window, band)
-    if inside is not None:
-        data, where = inside
-        out[where] = data
-    return out
+    return read_exact_many(dataset, [window], band)[0]
+
+
+def read_exact_many(
+    dataset: DatasetReader, windows: Sequence[PixelWindow], band: int = 1
+) -> np.ndarray:
+    """`read_exact` of many windows of one size at once: ``(N, height, width)``.
+
+    Each internal block under the windows is read once per cluster of nearby windows
+    (instead of once per window), which is what makes thousands of windows cheap.
+    """
+    dtype = np.dtype(dataset.dtypes[band - 1])
+    return _read_windows(dataset, windows, _fill_value(dataset.nodata, dtype), dtype, band)
 
 
 def read_resampled(
@@ -86,14 +97,45 @@ def read_resampled(
     pixels without data hold the nodata (0 when the dataset has none). The result has the
     dataset's dtype.
     """
+    return read_resampled_many(
+        dataset, [dst_transform], dst_crs, shape, resampling, margin_px, band
+    )[0]
+
+
+def read_resampled_many(
+    dataset: DatasetReader,
+    dst_transforms: Sequence[Affine],
+    dst_crs: CRS | str,
+    shape: Shape = DEFAULT_SHAPE,
+    resampling: Resampling = Resampling.bilinear,
+    margin_px: int = 2,
+    band: int = 1,
+) -> np.ndarray:
+    """`read_resampled` onto many destination grids of one CRS: ``(N, rows, cols)``.
+
+    Grids that subdivide the dataset's grid (a 10 m window over a 20 m or 60 m band)
+    are read together and upsampled in one vectorized kernel; any other grid is warped
+    on its own.
+    """
     dtype = np.dtype(dataset.dtypes[band - 1])
     nodata = _fill_value(dataset.nodata, dtype)
-    aligned = _aligned(dataset, dst_transform, dst_crs)
-    if aligned is not None and resampling in (Resampling.bilinear, Resampling.nearest):
-        return _upsample_aligned(dataset, aligned, shape, resampling, nodata, band)
-    return read_mosaic(
-        [dataset], dst_transform, dst_crs, shape, resampling, dtype, nodata, margin_px, band
-    )
+    out = np.empty((len(dst_transforms), *shape), dtype=dtype)
+    same_crs = dataset.crs is not None and dataset.crs == CRS.from_user_input(dst_crs)
+    by_factor: dict[int, list[tuple[int, tuple[int, int, int]]]] = {}
+    for index, dst_transform in enumerate(dst_transforms):
+        aligned = _grid_alignment(dataset.transform, dst_transform) if same_crs else None
+        if aligned is not None and resampling in (Resampling.bilinear, Resampling.nearest):
+            by_factor.setdefault(aligned[0], []).append((index, aligned))
+        else:
+            out[index] = read_mosaic(
+                [dataset], dst_transform, dst_crs, shape, resampling, dtype, nodata, margin_px, band
+            )
+    for members in by_factor.values():
+        indexes = [index for index, _ in members]
+        out[indexes] = _upsample_aligned(
+            dataset, [aligned for _, aligned in members], shape, resampling, nodata, band
+        )
+    return out
 
 
 def read_scl(
@@ -204,15 +246,10 @@ def read_dem_with_slope(
 # ----------------------------------------------------------------------------- helpers
 
 
-def _aligned(
-    dataset: DatasetReader, dst_transform: Affine, dst_crs: CRS | str
-) -> tuple[int, int, int] | None:
-    """(factor, col offset, row offset) when the destination grid subdivides the
-    dataset's grid: same CRS, north-up, source pixel = factor x destination pixel, and
+def _grid_alignment(src: Affine, dst_transform: Affine) -> tuple[int, int, int] | None:
+    """(factor, col offset, row offset) when the destination grid subdivides the source
+    grid (same CRS assumed): north-up, source pixel = factor x destination pixel, and
     the destination origin on a destination-sized step from the source origin."""
-    src = dataset.transform
-    if dataset.crs is None or dataset.crs != CRS.from_user_input(dst_crs):
-        return None
     if src.b or src.d or dst_transform.b or dst_transform.d:
         return None
     factor = src.a / dst_transform.a
@@ -231,53 +268,51 @@ def _aligned(
 
 def _upsample_aligned(
     dataset: DatasetReader,
-    aligned: tuple[int, int, int],
+    aligned: Sequence[tuple[int, int, int]],
     shape: Shape,
     resampling: Resampling,
     nodata: float,
     band: int,
 ) -> np.ndarray:
-    """Bilinear or nearest resampling onto a grid that subdivides the source grid.
+    """Bilinear or nearest resampling onto grids that subdivide the source grid.
 
     The same kernel as GDAL's warper (source coordinate of each destination pixel
     centre, 2 x 2 neighbours, nodata and pixels off the raster left out of the weights,
-    half-up rounding for integers) without setting up a warp for a 32 x 32 window.
+    half-up rounding for integers) without setting up a warp for a 32 x 32 window;
+    ``aligned`` holds (factor, col offset, row offset) of each grid, one factor for all.
+    The arithmetic is element-wise, so a grid's values do not depend on the others.
     """
-    factor, col_off, row_off = aligned
+    factor = aligned[0][0]
     rows, cols = shape
     dtype = np.dtype(dataset.dtypes[band - 1])
+    col_off = np.array([a[1] for a in aligned], dtype=np.int64)[:, None]
+    row_off = np.array([a[2] for a in aligned], dtype=np.int64)[:, None]
     # source pixel coordinates (pixel centres at integers) of the destination centres
-    u = (col_off + np.arange(cols) + 0.5) / factor - 0.5
-    v = (row_off + np.arange(rows) + 0.5) / factor - 0.5
+    u = (col_off + np.arange(cols) + 0.5) / factor - 0.5  # (N, cols)
+    v = (row_off + np.arange(rows) + 0.5) / factor - 0.5  # (N, rows)
+    c_near = np.floor(u + 0.5).astype(np.int64)
+    r_near = np.floor(v + 0.5).astype(np.int64)
     if resampling == Resampling.nearest:
-        ci = np.floor(u + 0.5).astype(np.int64)
-        ri = np.floor(v + 0.5).astype(np.int64)
-        chunk, c0, r0 = _padded_read(dataset, ci.min(), ci.max(), ri.min(), ri.max(), nodata, band)
-        return chunk[np.ix_(ri - r0, ci - c0)].astype(dtype)
+        chunks, c0, r0 = _padded_reads(dataset, c_near, r_near, 0, nodata, band)
+        return _gather(chunks, r_near - r0, c_near - c0).astype(dtype)
     c_lo = np.floor(u).astype(np.int64)
     r_lo = np.floor(v).astype(np.int64)
-    tc = (u - c_lo)[None, :]
-    tr = (v - r_lo)[:, None]
-    chunk, c0, r0 = _padded_read(
-        dataset, c_lo.min(), c_lo.max() + 1, r_lo.min(), r_lo.max() + 1, nodata, band
-    )
-    values = chunk.astype(np.float64)
-    valid = ~_is_nodata(chunk, nodata)
-    total = np.zeros((rows, cols))
-    weight = np.zeros((rows, cols))
+    tc = (u - c_lo)[:, None, :]
+    tr = (v - r_lo)[:, :, None]
+    values, c0, r0 = _padded_reads(dataset, c_lo, r_lo, 1, nodata, band)
+    valid = ~_is_nodata(values, nodata)
+    total = np.zeros((len(aligned), rows, cols))
+    weight = np.zeros((len(aligned), rows, cols))
     for dr, wr in ((0, 1.0 - tr), (1, tr)):
         for dc, wc in ((0, 1.0 - tc), (1, tc)):
-            index = np.ix_(r_lo + dr - r0, c_lo + dc - c0)
-            w = wr * wc * valid[index]
-            total += w * np.where(valid[index], values[index], 0.0)
+            ok = _gather(valid, r_lo + dr - r0, c_lo + dc - c0)
+            w = wr * wc * ok
+            total += w * np.where(ok, _gather(values, r_lo + dr - r0, c_lo + dc - c0), 0.0)
             weight += w
-    out = np.full((rows, cols), nodata, dtype=np.float64)
+    out = np.full((len(aligned), rows, cols), nodata, dtype=np.float64)
     # As GDAL's warper: a destination pixel whose nearest source pixel is invalid stays
     # nodata, whatever its other neighbours hold.
-    nearest = valid[
-        np.ix_(np.floor(v + 0.5).astype(np.int64) - r0, np.floor(u + 0.5).astype(np.int64) - c0)
-    ]
-    has = (weight > 1e-9) & nearest
+    has = (weight > 1e-9) & _gather(valid, r_near - r0, c_near - c0)
     out[has] = total[has] / weight[has]
     if dtype.kind in "ui":
         info = np.iinfo(dtype)
@@ -285,39 +320,90 @@ def _upsample_aligned(
     return out.astype(dtype)
 
 
-def _padded_read(
+def _gather(chunks: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``chunks[n][rows[n]][:, cols[n]]`` for every n: (N, R) x (N, C) -> (N, R, C)."""
+    n = np.arange(len(chunks))[:, None, None]
+    return chunks[n, rows[:, :, None], cols[:, None, :]]
+
+
+def _padded_reads(
     dataset: DatasetReader,
-    c_min: int,
-    c_max: int,
-    r_min: int,
-    r_max: int,
+    cols: np.ndarray,
+    rows: np.ndarray,
+    extra: int,
     nodata: float,
     band: int,
-) -> tuple[np.ndarray, int, int]:
-    """Source pixels [r_min..r_max] x [c_min..c_max] (inclusive), nodata off the raster."""
-    window = PixelWindow(int(c_min), int(r_min), int(c_max - c_min + 1), int(r_max - r_min + 1))
-    out = np.full((window.height, window.width), nodata, dtype=np.float64)
-    inside = _read_inside(dataset, window, band)
-    if inside is not None:
-        data, where = inside
-        out[where] = np.where(_is_nodata(data, dataset.nodata), nodata, data)
-    return out, window.col_off, window.row_off
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source pixels from the least to the largest (+ ``extra``) of each row of ``rows``
+    and ``cols``, as float64 with nodata off the raster and for the dataset's nodata:
+    the chunks (N, H, W) and their column and row offsets (N, 1)."""
+    c0, r0 = cols.min(axis=1), rows.min(axis=1)
+    widths = cols.max(axis=1) + extra - c0 + 1
+    heights = rows.max(axis=1) + extra - r0 + 1
+    windows = [
+        PixelWindow(int(c), int(r), int(w), int(h))
+        for c, r, w, h in zip(c0, r0, widths, heights, strict=True)
+    ]
+    dtype = np.dtype(dataset.dtypes[band - 1])
+    data = _read_windows(dataset, windows, nodata, dtype, band)
+    # off the raster the chunk already holds `nodata`; inside, the dataset's own nodata
+    # becomes `nodata` too
+    chunks = np.where(_is_nodata(data, dataset.nodata), nodata, data).astype(np.float64)
+    return chunks, c0[:, None], r0[:, None]
 
 
-def _read_inside(
-    dataset: DatasetReader, window: PixelWindow, band: int
-) -> tuple[np.ndarray, tuple[slice, slice]] | None:
-    """The part of `window` that lies on the raster, and where it goes in the window."""
-    c0, c1 = max(window.col_off, 0), min(window.col_off + window.width, dataset.width)
-    r0, r1 = max(window.row_off, 0), min(window.row_off + window.height, dataset.height)
-    if c0 >= c1 or r0 >= r1:
-        return None
-    data = dataset.read(band, window=Window(c0, r0, c1 - c0, r1 - r0))
-    where = (
-        slice(r0 - window.row_off, r1 - window.row_off),
-        slice(c0 - window.col_off, c1 - window.col_off),
-    )
-    return data, where
+def _read_windows(
+    dataset: DatasetReader,
+    windows: Sequence[PixelWindow],
+    fill: float,
+    dtype: np.dtype,
+    band: int,
+) -> np.ndarray:
+    """The pixels of every window, ``fill`` off the raster: (N, H, W), H and W the
+    largest window size (smaller windows are padded with ``fill`` at the far end).
+
+    Windows are clustered by the internal block under their centre; a cluster reads
+    every block its windows touch once (only the part inside the cluster's bounds, and
+    no block that none of its windows needs) into one canvas and slices the windows out.
+    """
+    height = max((w.height for w in windows), default=0)
+    width = max((w.width for w in windows), default=0)
+    out = np.full((len(windows), height, width), fill, dtype=dtype)
+    block_rows, block_cols = dataset.block_shapes[band - 1]
+    clusters: dict[tuple[int, int], list[tuple[int, tuple[int, int, int, int]]]] = {}
+    for index, window in enumerate(windows):
+        c0, c1 = max(window.col_off, 0), min(window.col_off + window.width, dataset.width)
+        r0, r1 = max(window.row_off, 0), min(window.row_off + window.height, dataset.height)
+        if c0 < c1 and r0 < r1:
+            key = ((r0 + r1) // 2 // block_rows, (c0 + c1) // 2 // block_cols)
+            clusters.setdefault(key, []).append((index, (c0, r0, c1, r1)))
+    for members in clusters.values():
+        left = min(c0 for _, (c0, _, _, _) in members)
+        top = min(r0 for _, (_, r0, _, _) in members)
+        right = max(c1 for _, (_, _, c1, _) in members)
+        bottom = max(r1 for _, (_, _, _, r1) in members)
+        blocks = {
+            (i, j)
+            for _, (c0, r0, c1, r1) in members
+            for i in range(r0 // block_rows, (r1 - 1) // block_rows + 1)
+            for j in range(c0 // block_cols, (c1 - 1) // block_cols + 1)
+        }
+        # parts of the canvas under blocks no window touches are never read nor used
+        canvas = np.empty((bottom - top, right - left), dtype=dataset.dtypes[band - 1])
+        for i, j in sorted(blocks):
+            r0, r1 = max(i * block_rows, top), min((i + 1) * block_rows, bottom)
+            c0, c1 = max(j * block_cols, left), min((j + 1) * block_cols, right)
+            canvas[r0 - top : r1 - top, c0 - left : c1 - left] = dataset.read(
+                band, window=Window(c0, r0, c1 - c0, r1 - r0)
+            )
+        for index, (c0, r0, c1, r1) in members:
+            window = windows[index]
+            out[
+                index,
+                r0 - window.row_off : r1 - window.row_off,
+                c0 - window.col_off : c1 - window.col_off,
+            ] = canvas[r0 - top : r1 - top, c0 - left : c1 - left]
+    return out
 
 
 def _fill_value(nodata: float | None, dtype: DTypeLike) -> float:

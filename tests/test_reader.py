@@ -25,8 +25,10 @@ from gedidata.geometry import PixelWindow, window_for_point
 from gedidata.reader import (
     read_dem_with_slope,
     read_exact,
+    read_exact_many,
     read_mosaic,
     read_resampled,
+    read_resampled_many,
     read_scl,
 )
 from gedidata.testing import pixels
@@ -578,3 +580,37 @@ def test_a_20m_band_over_http_reads_only_its_internal_tile(tmp_path_factory, fil
         start, _, end = entry["range"].removeprefix("bytes=").partition("-")
         assert int(start) <= last and int(end) >= first, entry["range"]
     assert read < path.stat().st_size
+
+
+def test_many_windows_equal_one_by_one(tmp_path):
+    """The batched reads give each window exactly what a read of that window alone
+    gives: windows clustered over internal-tile edges and corners, off the raster."""
+    rng = np.random.default_rng(3)
+    data = rng.integers(1, 12000, (300, 300), dtype=np.uint16)
+    data[rng.random(data.shape) < 0.05] = 0  # nodata here and there
+    path = tmp_path / "tiled.tif"
+    grid20 = Affine(20.0, 0, 500_000.0, 0, -20.0, 5_200_000.0)
+    with rasterio.open(path, "w", driver="GTiff", width=300, height=300, count=1,
+                       dtype="uint16", crs="EPSG:32632", transform=grid20, nodata=0,
+                       tiled=True, blockxsize=64, blockysize=64) as target:  # fmt: skip
+        target.write(data, 1)
+    grid10 = Affine(10.0, 0, 500_000.0, 0, -10.0, 5_200_000.0)
+    offsets = [(-5, -7), (0, 0), (590, 580), (100, 110), (110, 100), (120, 3), (240, 250),
+               (255, 255), (256, 250), (575, 10), (3, 590), (400, 128), (401, 129)]  # fmt: skip
+    windows = [PixelWindow(c, r) for c, r in offsets]
+    with rasterio.open(path) as dataset:
+        # on its own grid (as a 10 m band): exactly the array, 0 off the raster
+        many = read_exact_many(dataset, windows)
+        pad = 340
+        padded = np.pad(data, pad)
+        for got, (c, r) in zip(many, offsets, strict=True):
+            np.testing.assert_array_equal(
+                got, padded[r + pad : r + pad + 32, c + pad : c + pad + 32]
+            )
+        # as a 20 m band under 10 m windows
+        transforms = [window.transform(grid10) for window in windows]
+        for resampling in (Resampling.bilinear, Resampling.nearest):
+            many = read_resampled_many(dataset, transforms, "EPSG:32632", SHAPE, resampling)
+            for got, transform in zip(many, transforms, strict=True):
+                alone = read_resampled(dataset, transform, "EPSG:32632", SHAPE, resampling)
+                np.testing.assert_array_equal(got, alone)
