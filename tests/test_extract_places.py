@@ -23,7 +23,6 @@ import rasterio
 from affine import Affine
 from pyproj import Proj
 from rasterio.enums import Resampling
-from rasterio.warp import reproject
 from rasterio.windows import Window
 
 from gedidata.config import PipelineConfig
@@ -44,6 +43,7 @@ from tests.test_extract import shot_row
 from tests.test_reader import (
     centres,
     dem_kink_distance,
+    gdal_reference,
     nearby_tiles,
     whole_tiles_vrt,
     worldcover_edge_distance,
@@ -140,21 +140,6 @@ def extract(
 # ----------------------------------------------------------------------------- references
 
 
-def warp(source, transform: Affine, crs: str, resampling: Resampling, dtype, nodata, shape=SHAPE):
-    """GDAL's warp of a whole raster (a `rasterio.band`) onto a north-up grid."""
-    out = np.full(shape, nodata, dtype=dtype)
-    reproject(
-        source,
-        out,
-        src_nodata=source.ds.nodata,
-        dst_transform=transform,
-        dst_crs=crs,
-        dst_nodata=nodata,
-        resampling=resampling,
-    )
-    return out
-
-
 def harmonized(values: np.ndarray, offset: int) -> np.ndarray:
     """SPEC §4 step 4 on stored DN: the offset removed, clipped at 0, no data (0) kept."""
     shifted = np.clip(values.astype(np.int64) - offset, 0, None)
@@ -207,7 +192,7 @@ def check_bands(world: World, scene: GeneratedScene, sample: dict[str, np.ndarra
     for band in ("SCL", *BANDS_COARSE):
         with rasterio.open(world.root / scene.asset_path(band)) as dataset:
             method = Resampling.nearest if band == "SCL" else Resampling.bilinear
-            raw = warp(
+            raw = gdal_reference(
                 rasterio.band(dataset, 1), transform, scene.crs, method, dataset.dtypes[0], 0
             )
         got = bands[BAND_NAMES.index(band)]
@@ -242,7 +227,7 @@ def check_dem_and_worldcover(
     assert sample["CopDEM"].dtype == np.float32
     tiles = nearby_tiles(world.dem_tiles, lon0, lat0, 1, lambda t: world.root / t.pc_path)
     with rasterio.open(whole_tiles_vrt(tmp_path / f"dem_{tag}.vrt", tiles)) as vrt:
-        grown = warp(
+        grown = gdal_reference(
             rasterio.band(vrt, 1),
             transform @ Affine.translation(-1, -1),
             crs,
@@ -276,7 +261,9 @@ def check_dem_and_worldcover(
     wc = [t for t in world.worldcover_tiles if t.year == year]
     tiles = nearby_tiles(wc, lon0, lat0, 3, lambda t: world.root / t.path)
     with rasterio.open(whole_tiles_vrt(tmp_path / f"wc_{tag}.vrt", tiles)) as vrt:
-        reference = warp(rasterio.band(vrt, 1), transform, crs, Resampling.nearest, np.uint8, 0)
+        reference = gdal_reference(
+            rasterio.band(vrt, 1), transform, crs, Resampling.nearest, np.uint8, 0
+        )
     land = sample["WorldCover"]
     assert land.dtype == np.uint8 and land.shape == (1, 32, 32)
     assert (reference != 0).all()

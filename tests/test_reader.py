@@ -109,9 +109,11 @@ def rio_window(window: PixelWindow) -> Window:
     return Window(window.col_off, window.row_off, window.width, window.height)
 
 
-def gdal_reference(source, dst_transform, dst_crs, resampling, dtype, nodata) -> np.ndarray:
-    """GDAL's warp of a whole raster (a `rasterio.band`) onto the 32 x 32 grid."""
-    out = np.full(SHAPE, nodata, dtype=dtype)
+def gdal_reference(
+    source, dst_transform, dst_crs, resampling, dtype, nodata, shape=SHAPE
+) -> np.ndarray:
+    """GDAL's warp of a whole raster (a `rasterio.band`) onto a north-up grid (32 x 32)."""
+    out = np.full(shape, nodata, dtype=dtype)
     reproject(
         source,
         out,
