@@ -3,7 +3,7 @@
 `fuse_files` streams the batch files into one file with the schema of `gedidata.schema`,
 a block of samples at a time (memory does not grow with the dataset):
 
-1. plan: every batch file is checked (`schema.check_file`: readable, every dataset of
+1. plan: every batch file is checked (`schema.check_open_file`: readable, every dataset of
    the right dtype and shape, equal lengths); a file that fails is named with its reason
    and skipped. The shot numbers of the readable files decide what is kept: the first
    occurrence of each shot number (in file order, then sample order) wins, later ones
@@ -42,9 +42,9 @@ from gedidata.schema import (
     SCHEMA_VERSION,
     SchemaError,
     check_open_file,
+    create_datasets,
     open_schema_file,
 )
-from gedidata.schema import create_datasets as create_schema_datasets
 from gedidata.state import RunState, file_stamp
 from gedidata.stats import new_statistics, write_statistics
 
@@ -244,9 +244,7 @@ def _write(
     }
     bar = tqdm(total=total, unit="sample", desc=f"fuse {target.name}", disable=not progress)
     with bar, atomic_output(target) as temporary, h5py.File(temporary, "w") as out:
-        datasets = create_schema_datasets(
-            out, total, {**attrs, **fuse_attrs}, compress_rasters=compress
-        )
+        datasets = create_datasets(out, total, {**attrs, **fuse_attrs}, compress_rasters=compress)
         statistics = new_statistics()
         position = 0
         for source in sources:

@@ -18,8 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from gedidata.atomic import atomic_output
-from gedidata.inspection import WORLDCOVER_CLASSES
-from gedidata.quality import SCL_CLASSES
+from gedidata.quality import SCL_CLASSES, WORLDCOVER_CLASSES
 from gedidata.schema import AGBD_NODATA, BAND_NAMES, COPDEM_NODATA, GROUP, check_file
 
 SCL_COLOURS: dict[int, str] = {

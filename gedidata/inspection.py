@@ -18,6 +18,7 @@ import h5py
 import numpy as np
 
 from gedidata.fuse import BLOCK_SAMPLES
+from gedidata.quality import WORLDCOVER_CLASSES
 from gedidata.schema import BAND_NAMES, COPDEM_BANDS, GROUP, SchemaError, check_file
 from gedidata.stats import STATISTICS_DATASETS, ChannelStats, read_statistics
 
@@ -27,22 +28,6 @@ CHANNEL_NAMES: dict[str, tuple[str, ...]] = {
     "AGBD Raster": ("agbd disk",),
     "AGBD Values": ("agbd",),
 }
-
-WORLDCOVER_CLASSES: dict[int, str] = {
-    0: "no data",
-    10: "tree cover",
-    20: "shrubland",
-    30: "grassland",
-    40: "cropland",
-    50: "built-up",
-    60: "bare / sparse vegetation",
-    70: "snow and ice",
-    80: "permanent water bodies",
-    90: "herbaceous wetland",
-    95: "mangroves",
-    100: "moss and lichen",
-}
-"""ESA WorldCover class values and names."""
 
 
 @dataclass

@@ -28,6 +28,22 @@ SCL_CLASSES: Mapping[int, str] = {
 }
 """Sentinel-2 L2A scene classification: value -> name (the names of `S2 SCL Stats`)."""
 
+WORLDCOVER_CLASSES: Mapping[int, str] = {
+    0: "no data",
+    10: "tree cover",
+    20: "shrubland",
+    30: "grassland",
+    40: "cropland",
+    50: "built-up",
+    60: "bare / sparse vegetation",
+    70: "snow and ice",
+    80: "permanent water bodies",
+    90: "herbaceous wetland",
+    95: "mangroves",
+    100: "moss and lichen",
+}
+"""ESA WorldCover class values and names."""
+
 CENTRE_CLASSES = frozenset({4, 5})
 """Classes the central 4 x 4 pixels must all have: vegetation, not vegetated."""
 

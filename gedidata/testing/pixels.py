@@ -334,8 +334,8 @@ def dem_slope_percent(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------- WorldCover
 
-WORLDCOVER_CLASSES: tuple[int, ...] = (10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 100)
-"""ESA WorldCover class values (0 is no data)."""
+WORLDCOVER_CLASSES: tuple[int, ...] = tuple(sorted(set(quality.WORLDCOVER_CLASSES) - {0}))
+"""ESA WorldCover class values (0, no data, left out): 10, 20, …, 95, 100."""
 
 WORLDCOVER_BLOCK_DEG = 0.01
 """Side of the constant-class blocks in degrees (120 WorldCover pixels)."""
