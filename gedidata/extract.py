@@ -32,7 +32,6 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.io import DatasetReader
 from rasterio.warp import transform as warp_transform
-from rasterio.warp import transform_bounds
 from tqdm import tqdm
 
 from gedidata import __version__
@@ -54,9 +53,9 @@ from gedidata.gedi import delta_time_to_datetime
 from gedidata.geometry import WINDOW_SIZE
 from gedidata.quality import scl_rejection, scl_stats, slope_rejection
 from gedidata.reader import (
-    read_dem_with_slope,
+    read_dem_with_slope_many,
     read_exact_many,
-    read_mosaic,
+    read_mosaic_many,
     read_resampled_many,
     read_scl,
 )
@@ -337,15 +336,19 @@ def _extract_footprints(
     failed = _read_bands(chosen, settings, assets)
     for item, detail in failed.items():
         record(item.row, "read_error", item.candidate.item_id, detail)
-    # Pass 3: DEM, slope, WorldCover, AGBD disk.
+    # Pass 3: DEM, slope, WorldCover, AGBD disk (the windows of one CRS together).
+    by_crs: dict[CRS, list[_Chosen]] = {}
     for item in chosen:
-        if item in failed:
-            continue
-        outcome, scene, detail, sample = _finish(item, settings, assets, auxiliary)
-        record(item.row, outcome, scene, detail)
-        if sample is not None:
-            index, position = place[id(item.row)]
-            samples[index].append((position, sample))
+        if item not in failed:
+            by_crs.setdefault(item.crs, []).append(item)
+    for items in by_crs.values():
+        for item, (outcome, scene, detail, sample) in zip(
+            items, _finish(items, settings, assets, auxiliary), strict=True
+        ):
+            record(item.row, outcome, scene, detail)
+            if sample is not None:
+                index, position = place[id(item.row)]
+                samples[index].append((position, sample))
     return (
         [[entry for _, entry in sorted(ledger, key=_first)] for ledger in ledgers],
         [[sample for _, sample in sorted(batch, key=_first)] for batch in samples],
@@ -589,51 +592,98 @@ def _read_band(dataset: DatasetReader, band: str, items: list[_Chosen]) -> np.nd
     return read_resampled_many(dataset, [item.transform for item in items], items[0].crs)
 
 
+Finished = tuple[str, str, str, Sample | None]
+"""A footprint's outcome, scene id, detail and (if ok) sample."""
+
+
 def _finish(
-    item: _Chosen, settings: ExtractSettings, assets: _AssetCache, auxiliary: _AuxiliaryItems
-) -> tuple[str, str, str, Sample | None]:
-    """DEM and slope, WorldCover, AGBD disk: the outcome and (if ok) the sample."""
+    items: list[_Chosen], settings: ExtractSettings, assets: _AssetCache, auxiliary: _AuxiliaryItems
+) -> list[Finished]:
+    """DEM and slope, WorldCover, AGBD disk of footprints on one CRS, read together.
+
+    If reading fails, each footprint is done on its own, so each gets its own outcome.
+    """
+    try:
+        return _finish_together(items, settings, assets, auxiliary)
+    except (GedidataError, KeyError, OSError) as error:
+        if len(items) == 1:
+            return [("read_error", items[0].candidate.item_id, redact(str(error))[:300], None)]
+        return [_finish([item], settings, assets, auxiliary)[0] for item in items]
+
+
+def _finish_together(
+    items: list[_Chosen], settings: ExtractSettings, assets: _AssetCache, auxiliary: _AuxiliaryItems
+) -> list[Finished]:
     profile = settings.profile
-    row, candidate, crs, transform = item.row, item.candidate, item.crs, item.transform
+    crs = items[0].crs
+    transforms = [item.transform for item in items]
+    boxes = _lonlat_boxes(items)  # each window's lon/lat box, for DEM and WorldCover
+    dem_items = [auxiliary.dem.covering(box) for box in boxes]
+    dem_sets = [[assets.open(i["assets"][profile.dem_asset]["href"]) for i in tiles]
+                for tiles in dem_items]  # fmt: skip
+    elevations, slopes = read_dem_with_slope_many(dem_sets, transforms, crs)
+    results: list[Finished | None] = [None] * len(items)
+    wc_items: dict[int, list[dict]] = {}
+    for k, item in enumerate(items):
+        if not dem_sets[k] or np.isnan(elevations[k]).any():
+            results[k] = ("nodata", item.candidate.item_id, "no DEM for the whole window", None)
+        elif (reason := slope_rejection(slopes[k], settings.max_slope)) is not None:
+            results[k] = (reason, item.candidate.item_id, "", None)
+        else:
+            year = _worldcover_year_of(item.row)
+            wc_items[k] = [
+                i for i in auxiliary.worldcover.covering(boxes[k]) if _worldcover_year(i) == year
+            ]
+    survivors = list(wc_items)
+    worldcover = read_mosaic_many(
+        [[assets.open(i["assets"][profile.worldcover_asset]["href"]) for i in wc_items[k]]
+         for k in survivors],
+        [transforms[k] for k in survivors], crs, (WINDOW_SIZE, WINDOW_SIZE),
+        rasterio.enums.Resampling.nearest, np.uint8, 0,
+    )  # fmt: skip
+    xs, ys = _to_crs(
+        [float(items[k].row["lon_lowestmode"]) for k in survivors],
+        [float(items[k].row["lat_lowestmode"]) for k in survivors],
+        crs,
+    )
+    for j, k in enumerate(survivors):
+        item = items[k]
+        if not wc_items[k] or (worldcover[j] == 0).any():
+            year = _worldcover_year_of(item.row)
+            detail = f"no WorldCover {year} for the whole window"
+            results[k] = ("nodata", item.candidate.item_id, detail, None)
+            continue
+        copdem = np.stack([elevations[k], slopes[k]]).astype(np.float32)
+        tiles = (",".join(i["id"] for i in wc_items[k]), ",".join(i["id"] for i in dem_items[k]))
+        sample = _sample(item, worldcover[j], copdem, tiles, xs[j], ys[j])
+        results[k] = ("ok", item.candidate.item_id, "", sample)
+    return [result for result in results if result is not None]
+
+
+def _sample(
+    item: _Chosen,
+    worldcover: np.ndarray,
+    copdem: np.ndarray,
+    tiles: tuple[str, str],
+    x: float,
+    y: float,
+) -> Sample:
+    """The sample of a footprint that passed every check; ``tiles`` are the names of the
+    WorldCover and DEM tiles, (x, y) the footprint in the window's CRS."""
+    row, candidate = item.row, item.candidate
     harmonized = item.harmonization
     assert harmonized is not None  # set by _read_bands for every footprint not failed
-    try:
-        # the window's lon/lat box, once for both DEM and WorldCover
-        west, south, east, north = transform_bounds(
-            crs, "EPSG:4326", *candidate.window.bounds(candidate.grid)
-        )
-        lonlat = _lonlat_box(west, south, east, north)  # cut at ±180° when it crosses
-        dem_items = auxiliary.dem.covering(lonlat)
-        dem_sets = [assets.open(i["assets"][profile.dem_asset]["href"]) for i in dem_items]
-        elevation, slope = read_dem_with_slope(dem_sets, transform, crs)
-        if not dem_sets or np.isnan(elevation).any():
-            return "nodata", candidate.item_id, "no DEM for the whole window", None
-        reason = slope_rejection(slope, settings.max_slope)
-        if reason is not None:
-            return reason, candidate.item_id, "", None
-        year = 2020 if row["acquisition_time"].year <= 2020 else 2021
-        wc_items = [i for i in auxiliary.worldcover.covering(lonlat) if _worldcover_year(i) == year]
-        wc_sets = [assets.open(i["assets"][profile.worldcover_asset]["href"]) for i in wc_items]
-        worldcover = read_mosaic(wc_sets, transform, crs, (WINDOW_SIZE, WINDOW_SIZE),
-                                 rasterio.enums.Resampling.nearest, np.uint8, 0)  # fmt: skip
-    except (GedidataError, KeyError, OSError) as error:
-        return "read_error", candidate.item_id, redact(str(error))[:300], None
-    if not wc_sets or (worldcover == 0).any():
-        return "nodata", candidate.item_id, f"no WorldCover {year} for the whole window", None
-    scl = item.scl
-    sentinel2 = item.sentinel2
-    x, y = _to_crs(float(row["lon_lowestmode"]), float(row["lat_lowestmode"]), crs)
-    sample = Sample(
-        sentinel2=sentinel2,
+    return Sample(
+        sentinel2=item.sentinel2,
         worldcover=worldcover[None],
-        copdem=np.stack([elevation, slope]).astype(np.float32),
-        agbd_raster=agbd_disk(x, y, transform, float(row["agbd"])),
-        transform=transform,
+        copdem=copdem,
+        agbd_raster=agbd_disk(x, y, item.transform, float(row["agbd"])),
+        transform=item.transform,
         crs=f"EPSG:{candidate.epsg}",
-        scl_stats=scl_stats(scl),
+        scl_stats=scl_stats(item.scl),
         sentinel2_product=candidate.item_id,
-        worldcover_tile=",".join(i["id"] for i in wc_items),
-        copdem_tile=",".join(i["id"] for i in dem_items),
+        worldcover_tile=tiles[0],
+        copdem_tile=tiles[1],
         agbd=float(row["agbd"]),
         agbd_se=float(row["agbd_se"]),
         gedi_product=str(row["GEDI Filename"]),
@@ -644,7 +694,32 @@ def _finish(
         processing_baseline=harmonized.processing_baseline,
         offset_removed=harmonized.offset_dn,
     )
-    return "ok", candidate.item_id, "", sample
+
+
+def _lonlat_boxes(items: list[_Chosen]) -> list[shapely.Geometry]:
+    """Each window's lon/lat box from its corners (windows of one CRS), cut at ±180°."""
+    corners = np.array([item.candidate.window.bounds(item.candidate.grid) for item in items])
+    left, bottom, right, top = corners.T
+    lons, lats = warp_transform(
+        items[0].crs,
+        "EPSG:4326",
+        np.concatenate([left, right, right, left]),
+        np.concatenate([top, top, bottom, bottom]),
+    )
+    lons = np.asarray(lons).reshape(4, -1).T
+    lats = np.asarray(lats).reshape(4, -1).T
+    boxes = []
+    for lon, lat in zip(lons, lats, strict=True):
+        west, east = float(lon.min()), float(lon.max())
+        if east - west > 180.0:  # across ±180°: from the least positive to the greatest negative
+            west, east = float(lon[lon > 0].min()), float(lon[lon < 0].max())
+        boxes.append(_lonlat_box(west, float(lat.min()), east, float(lat.max())))
+    return boxes
+
+
+def _worldcover_year_of(row: dict[str, Any]) -> int:
+    """The WorldCover map of a shot: 2020 up to the end of 2020, 2021 after."""
+    return 2020 if row["acquisition_time"].year <= 2020 else 2021
 
 
 def _lonlat_box(west: float, south: float, east: float, north: float) -> shapely.Geometry:
@@ -666,9 +741,11 @@ def _worldcover_year(item: dict) -> int:
     return int(stamp[:4]) if stamp[:4].isdigit() else 0
 
 
-def _to_crs(lon: float, lat: float, crs: CRS) -> tuple[float, float]:
-    xs, ys = warp_transform("EPSG:4326", crs, [lon], [lat])
-    return xs[0], ys[0]
+def _to_crs(lons: list[float], lats: list[float], crs: CRS) -> tuple[list[float], list[float]]:
+    if not lons:
+        return [], []
+    xs, ys = warp_transform("EPSG:4326", crs, lons, lats)
+    return list(xs), list(ys)
 
 
 def _batch_attrs(settings: ExtractSettings) -> dict[str, Any]:

@@ -137,8 +137,9 @@ def scl_stats(scl: np.ndarray) -> np.ndarray:
 def horn_slope_percent(elevation: np.ndarray, spacing_m: float = 10.0) -> np.ndarray:
     """Slope in percent, ``100 * sqrt((dz/dx)**2 + (dz/dy)**2)``, by Horn's method.
 
-    `elevation` is ``(h + 2, w + 2)``: the window with a one-pixel margin all round, so
-    every output pixel has its eight real neighbours; the result is ``(h, w)`` (float64).
+    `elevation` is ``(..., h + 2, w + 2)``: the window (or a stack of windows) with a
+    one-pixel margin all round, so every output pixel has its eight real neighbours; the
+    result is ``(..., h, w)`` (float64).
     With the 3 x 3 neighbourhood ``a b c / d e f / g h i``::
 
         dz/dx = ((c + 2f + i) - (a + 2d + g)) / (8 * spacing)
@@ -147,14 +148,14 @@ def horn_slope_percent(elevation: np.ndarray, spacing_m: float = 10.0) -> np.nda
     NaN elevations give NaN slopes where they are used.
     """
     z = np.asarray(elevation, dtype=np.float64)
-    if z.ndim != 2 or min(z.shape) < 3:
+    if z.ndim < 2 or min(z.shape[-2:]) < 3:
         raise ValueError(f"elevation: expected a 2-D array of at least 3 x 3, got {z.shape}")
     if not spacing_m > 0:
         raise ValueError(f"spacing_m must be > 0, got {spacing_m}")
 
     def shifted(dr: int, dc: int) -> np.ndarray:
-        rows, cols = z.shape
-        return z[1 + dr : rows - 1 + dr, 1 + dc : cols - 1 + dc]
+        rows, cols = z.shape[-2:]
+        return z[..., 1 + dr : rows - 1 + dr, 1 + dc : cols - 1 + dc]
 
     a, b, c = shifted(-1, -1), shifted(-1, 0), shifted(-1, 1)
     d, f = shifted(0, -1), shifted(0, 1)

@@ -16,17 +16,22 @@ from xml.sax.saxutils import escape
 import numpy as np
 import pytest
 import rasterio
+import rasterio.warp
 from affine import Affine
+from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.warp import reproject
 from rasterio.windows import Window
 
 from gedidata.geometry import PixelWindow, window_for_point
 from gedidata.reader import (
+    _warp_inside_tiles,
     read_dem_with_slope,
+    read_dem_with_slope_many,
     read_exact,
     read_exact_many,
     read_mosaic,
+    read_mosaic_many,
     read_resampled,
     read_resampled_many,
     read_scl,
@@ -616,3 +621,84 @@ def test_many_windows_equal_one_by_one(tmp_path):
             for got, transform in zip(many, transforms, strict=True):
                 alone = read_resampled(dataset, transform, "EPSG:32632", SHAPE, resampling)
                 np.testing.assert_array_equal(got, alone)
+
+
+def write_geographic_tiles(
+    root: Path,
+    name: str,
+    values: np.ndarray,
+    res: float,
+    nodata: float | None,
+    west: float,
+    north: float,
+    split: int,
+) -> list:
+    """Two tiles side by side on one EPSG:4326 grid, cut at column ``split``."""  # fmt: skip
+    paths = []
+    for part, (c0, c1) in enumerate([(0, split), (split, values.shape[1])]):
+        path = root / f"{name}_{part}.tif"
+        grid = Affine(res, 0, west + c0 * res, 0, -res, north)
+        profile = dict(driver="GTiff", width=c1 - c0, height=values.shape[0], count=1,
+                       dtype=values.dtype, crs="EPSG:4326", transform=grid, nodata=nodata,
+                       tiled=True, blockxsize=128, blockysize=128)  # fmt: skip
+        with rasterio.open(path, "w", **profile) as target:
+            target.write(values[:, c0:c1], 1)
+        paths.append(path)
+    return paths
+
+
+def test_many_mosaic_windows_equal_gdal_one_by_one(tmp_path):
+    """`read_mosaic_many` gives every window what GDAL's warp of that window alone gives
+    (`read_mosaic`): on rough random terrain and random land-cover classes, where any
+    difference in source coordinates would show, with nodata holes, a seam between two
+    tiles and windows over the tiles' outer edge (those go to GDAL itself)."""
+    rng = np.random.default_rng(11)
+    west, north = 8.9, 48.1
+    dem_res, wc_res = 1 / 3600, 1 / 12000
+    dem = rng.uniform(200.0, 3000.0, (720, 720)).astype(np.float32)
+    dem[rng.random(dem.shape) < 0.0002] = -32767.0  # isolated holes
+    classes = np.array([10, 20, 30, 40, 50, 60, 80, 90, 95, 100], dtype=np.uint8)
+    land = rng.choice(classes, (2400, 2400))
+    land[rng.random(land.shape) < 0.00005] = 0
+    dems = write_geographic_tiles(tmp_path, "dem", dem, dem_res, -32767.0, west, north, 360)
+    wcs = write_geographic_tiles(tmp_path, "wc", land, wc_res, 0, west, north, 1200)
+    crs = "EPSG:32632"
+    lons = np.concatenate([rng.uniform(8.89, 9.11, 400), np.full(20, 9.0), np.full(10, 8.9)])
+    lats = np.concatenate([rng.uniform(47.89, 48.11, 400), rng.uniform(47.95, 48.05, 30)])
+    xs, ys = rasterio.warp.transform("EPSG:4326", crs, lons, lats)
+    grid = Affine(10.0, 0, 400_000.0, 0, -10.0, 5_400_000.0)
+    transforms = [window_for_point(x, y, grid).transform(grid) for x, y in zip(xs, ys, strict=True)]
+    grown = [t @ Affine.translation(-1, -1) for t in transforms]
+    with ExitStack() as stack:
+        dem_sets, wc_sets = open_all(stack, dems), open_all(stack, wcs)
+        cases = [
+            (dem_sets, grown, (34, 34), Resampling.bilinear, np.float32, np.nan),
+            (wc_sets, transforms, SHAPE, Resampling.nearest, np.uint8, 0),
+        ]
+        for datasets, grids, shape, resampling, dtype, nodata in cases:
+            many = read_mosaic_many([datasets] * len(grids), grids, crs, shape, resampling,
+                                    dtype, nodata)  # fmt: skip
+            out = np.full((len(grids), *shape), nodata, dtype=dtype)
+            fast = _warp_inside_tiles([datasets] * len(grids), grids, CRS.from_user_input(crs),
+                                      resampling, nodata, out)  # fmt: skip
+            # most windows take the vectorized path; the seam, the outer edge and the
+            # holes under some kernels leave the rest to GDAL
+            assert 250 < fast.sum() < len(grids) - 30, resampling
+            assert not fast[400:].any()  # across the seam at 9°E or the edge at 8.9°E
+            for k, grid_k in enumerate(grids):
+                alone = read_mosaic(datasets, grid_k, crs, shape, resampling, dtype, nodata)
+                if dtype == np.uint8:
+                    np.testing.assert_array_equal(many[k], alone)
+                else:
+                    np.testing.assert_allclose(many[k], alone, rtol=0, atol=1e-3)
+                    np.testing.assert_array_equal(np.isnan(many[k]), np.isnan(alone))
+            if dtype == np.uint8:
+                assert (many[fast] != 0).all()
+            else:
+                assert not np.isnan(many[fast]).any()
+        # elevations and slopes together, as extract reads them
+        elevation, slope = read_dem_with_slope_many([dem_sets] * 50, transforms[:50], crs)
+        for k in range(50):
+            one_elevation, one_slope = read_dem_with_slope(dem_sets, transforms[k], crs)
+            np.testing.assert_allclose(elevation[k], one_elevation, rtol=0, atol=1e-3)
+            np.testing.assert_allclose(slope[k], one_slope, rtol=1e-5, atol=1e-3)
