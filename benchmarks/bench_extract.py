@@ -210,13 +210,15 @@ def main() -> None:
             env = {**CLOUD_OPTIMIZED_GDAL, **served.gdal_env}
 
             original = frame.head(args.original_footprints)
-            mark, stac_before = log.mark(), proxy.requests
-            begin = time.monotonic()
-            with rasterio.Env(**env):
-                original_strategy(served, proxy.url, scene, original)
-            seconds_a = time.monotonic() - begin
-            report("(a) original", original.height, seconds_a, log, mark,
-                   proxy.requests - stac_before, prefix)  # fmt: skip
+            seconds_a = 0.0
+            if original.height:  # --original-footprints 0 skips (a)
+                mark, stac_before = log.mark(), proxy.requests
+                begin = time.monotonic()
+                with rasterio.Env(**env):
+                    original_strategy(served, proxy.url, scene, original)
+                seconds_a = time.monotonic() - begin
+                report("(a) original", original.height, seconds_a, log, mark,
+                       proxy.requests - stac_before, prefix)  # fmt: skip
 
             out = args.workdir / "out"
             shutil.rmtree(out, ignore_errors=True)
@@ -241,10 +243,11 @@ def main() -> None:
                 f"{minimum / frame.height / 1e3:,.1f} kB per footprint; "
                 f"(b) read {s2_bytes / minimum:.2f}x the minimum"
             )
-            print(
-                f"speed-up (b)/(a): "
-                f"{(frame.height / seconds_b) / (original.height / seconds_a):,.0f}x"
-            )
+            if seconds_a:
+                print(
+                    f"speed-up (b)/(a): "
+                    f"{(frame.height / seconds_b) / (original.height / seconds_a):,.0f}x"
+                )
         finally:
             proxy.close()
 

@@ -6,7 +6,9 @@ spawn start method: GDAL and HDF5 handles must not be inherited through fork, so
 worker opens its own datasets. Worker log records travel over a queue to the main
 process's handlers, so they reach the console and the log file (the stdlib's
 QueueHandler/QueueListener rather than the multiprocessing-logging package, which relies
-on handlers inherited through fork). Another engine (Dask, a cluster) only needs to
+on handlers inherited through fork). A task reports progress while it runs with
+`report_progress`; the caller's ``on_progress`` receives it in the main process (over a
+queue, from a listener thread). Another engine (Dask, a cluster) only needs to
 implement `map_unordered`.
 """
 
@@ -15,18 +17,39 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import multiprocessing
+import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 Task = TypeVar("Task")
 Result = TypeVar("Result")
+ProgressCallback = Callable[[Any], None]
+
+_progress_sink: ProgressCallback | None = None
+"""Where `report_progress` sends updates in this process (set per worker / per map)."""
+
+
+def report_progress(update: Any) -> None:
+    """From inside a task: hand ``update`` (picklable) to the caller's ``on_progress``.
+
+    Does nothing when the caller asked for no progress.
+    """
+    if _progress_sink is not None:
+        _progress_sink(update)
 
 
 class Executor(Protocol):
-    """Runs `function` on every task; yields results in completion order."""
+    """Runs `function` on every task; yields results in completion order.
+
+    ``on_progress`` receives every `report_progress` update of the tasks, in the
+    caller's process, possibly from another thread.
+    """
 
     def map_unordered(
-        self, function: Callable[[Task], Result], tasks: Iterable[Task]
+        self,
+        function: Callable[[Task], Result],
+        tasks: Iterable[Task],
+        on_progress: ProgressCallback | None = None,
     ) -> Iterator[Result]: ...
 
 
@@ -34,9 +57,19 @@ class SerialExecutor:
     """In-process, one task after another (debugging, tiny inputs, tests)."""
 
     def map_unordered(
-        self, function: Callable[[Task], Result], tasks: Iterable[Task]
+        self,
+        function: Callable[[Task], Result],
+        tasks: Iterable[Task],
+        on_progress: ProgressCallback | None = None,
     ) -> Iterator[Result]:
-        return map(function, tasks)
+        global _progress_sink
+        for task in tasks:
+            previous, _progress_sink = _progress_sink, on_progress
+            try:
+                result = function(task)
+            finally:
+                _progress_sink = previous
+            yield result
 
 
 class ProcessExecutor:
@@ -49,7 +82,10 @@ class ProcessExecutor:
         self.context = multiprocessing.get_context(start_method)
 
     def map_unordered(
-        self, function: Callable[[Task], Result], tasks: Iterable[Task]
+        self,
+        function: Callable[[Task], Result],
+        tasks: Iterable[Task],
+        on_progress: ProgressCallback | None = None,
     ) -> Iterator[Result]:
         if self.context.get_start_method() == "forkserver":
             # workers fork from a server that has imported the task's module once, instead
@@ -62,18 +98,48 @@ class ProcessExecutor:
             log_queue, *root.handlers, respect_handler_level=True
         )
         listener.start()
+        progress_queue = self.context.Queue() if on_progress is not None else None
+        relay = None
+        if progress_queue is not None and on_progress is not None:
+            relay = threading.Thread(
+                target=_relay_progress, args=(progress_queue, on_progress), daemon=True
+            )
+            relay.start()
+        initargs = (log_queue, root.level, progress_queue)
+        pool = self.context.Pool(self.processes, initializer=_init_worker, initargs=initargs)
         try:
-            with self.context.Pool(
-                self.processes, initializer=_init_worker, initargs=(log_queue, root.level)
-            ) as pool:
-                yield from pool.imap_unordered(function, tasks, chunksize=1)
+            yield from pool.imap_unordered(function, tasks, chunksize=1)
+            # workers that exit normally flush what they queued (logs, progress)
+            pool.close()
+            pool.join()
         finally:
+            pool.terminate()  # stopped early (an error, Ctrl-C); a no-op after join
             listener.stop()
             log_queue.close()
+            if progress_queue is not None and relay is not None:
+                progress_queue.put(_END)  # after every worker's updates (the pool is closed)
+                relay.join()
+                progress_queue.close()
 
 
-def _init_worker(log_queue: multiprocessing.Queue, level: int) -> None:
-    """Send this worker's log records to the main process."""
+_END = "__gedidata_progress_end__"
+
+
+def _relay_progress(queue: multiprocessing.Queue, on_progress: ProgressCallback) -> None:
+    """Main process: hand the workers' updates to ``on_progress`` until the end mark."""
+    while not (isinstance(update := queue.get(), str) and update == _END):
+        try:
+            on_progress(update)
+        except Exception:  # a broken progress display must not stop the work
+            logging.getLogger(__name__).exception("progress callback failed")
+
+
+def _init_worker(
+    log_queue: multiprocessing.Queue, level: int, progress_queue: multiprocessing.Queue | None
+) -> None:
+    """Send this worker's log records and progress updates to the main process."""
+    global _progress_sink
     root = logging.getLogger()
     root.handlers[:] = [logging.handlers.QueueHandler(log_queue)]
     root.setLevel(level)
+    _progress_sink = progress_queue.put if progress_queue is not None else None

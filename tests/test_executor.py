@@ -1,4 +1,5 @@
-"""The executor: results of every task, in completion order, worker logs in the main log."""
+"""The executor: results of every task, in completion order, worker logs in the main log,
+progress reported from inside tasks."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import time
 
 import pytest
 
-from gedidata.executor import ProcessExecutor, SerialExecutor
+from gedidata.executor import ProcessExecutor, SerialExecutor, report_progress
 
 
 def slow_square(value: int) -> tuple[int, int]:
@@ -53,3 +54,22 @@ def test_fork_is_refused():
 
 def test_serial_executor():
     assert list(SerialExecutor().map_unordered(abs, [-1, 2, -3])) == [1, 2, 3]
+
+
+def count_up(value: int) -> int:
+    for step in range(value):
+        report_progress((value, step))
+    return value
+
+
+@pytest.mark.parametrize("executor", [SerialExecutor(), ProcessExecutor(2)], ids=["serial", "pool"])
+def test_progress_from_inside_tasks_reaches_the_caller(executor):
+    updates: list[tuple[int, int]] = []
+    results = list(executor.map_unordered(count_up, [3, 4, 5], on_progress=updates.append))
+    assert sorted(results) == [3, 4, 5]
+    # every update arrives (the pool's workers flush before they stop), each task's in order
+    assert sorted(updates) == [(v, s) for v in (3, 4, 5) for s in range(v)]
+    for value in (3, 4, 5):
+        assert [s for v, s in updates if v == value] == list(range(value))
+    # without a receiver, reporting is a no-op
+    assert list(executor.map_unordered(count_up, [2])) == [2]

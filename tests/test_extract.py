@@ -295,3 +295,57 @@ def test_earth_search_layout_is_harmonized(world, served_world_factory, tmp_path
     np.testing.assert_array_equal(arrays["Sentinel-2 L2A"][0][3], old.expected("B04", window))
     assert arrays["Sentinel-2 Offset Removed"][0][0] == 1000
     assert arrays["Sentinel-2 Product Name"][0][0] == old.es_id
+
+
+def test_progress_comes_per_chunk_and_chunks_change_nothing(world, profile, tmp_path, monkeypatch):
+    """Workers report outcomes as chunks of footprints finish; reading in chunks of 3
+    gives the same files as reading all at once."""
+    from collections import Counter
+
+    from gedidata import extract
+
+    scene = scene_on(world, "32TMT", datetime(2021, 7, 3, tzinfo=UTC))
+    rows = [
+        footprint(scene, 700.0 + 350 * (i % 7), 2600.0 + 300 * (i // 7), scene.datetime, 400 + i)
+        for i in range(14)
+    ]
+    rows.append({**footprint(scene, 3000.0, 3000.0, scene.datetime, 499), "lon_lowestmode": 20.0})
+    subset = tmp_path / "subset.csv"
+    pl.DataFrame(rows).write_csv(subset, separator=";")
+
+    class Recording(SerialExecutor):
+        def __init__(self) -> None:
+            self.updates: list[Counter] = []
+
+        def map_unordered(self, function, tasks, on_progress=None):
+            def record(update):
+                self.updates.append(update)
+                on_progress(update)
+
+            return super().map_unordered(function, tasks, record)
+
+    def run(out, chunk):
+        monkeypatch.setattr(extract, "PROGRESS_FOOTPRINTS", chunk)
+        monkeypatch.setattr(extract, "CHUNK_COLUMNS", 1)  # every window its own column
+        executor = Recording()
+        config = PipelineConfig(output_dir=out, batch_size=100, num_processors=1)
+        result = extract_split(config, "train", subset, profile, executor, progress=True)
+        return result, executor.updates
+
+    whole, whole_updates = run(tmp_path / "whole", 500)
+    chunked, updates = run(tmp_path / "chunked", 3)
+    assert chunked.outcomes == whole.outcomes
+    assert whole.outcomes["no_scene"] == 1 and whole.outcomes["ok"] >= 10
+    # the rejection found before any read first, then one update per chunk of 3
+    assert updates[0] == {"no_scene": 1}
+    assert [sum(u.values()) for u in updates[1:]] == [3, 3, 3, 3, 2]
+    assert sum(updates, Counter()) == chunked.outcomes
+    assert sum(whole_updates, Counter()) == whole.outcomes and len(whole_updates) == 2
+    whole_dir, chunked_dir = tmp_path / "whole", tmp_path / "chunked"
+    ledger = "train_ledger.csv"
+    assert (whole_dir / ledger).read_text() == (chunked_dir / ledger).read_text()
+    batch = "train/hdf5_batch_data/batch_100_0.h5"
+    a, b = read_arrays(whole_dir / batch), read_arrays(chunked_dir / batch)
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
