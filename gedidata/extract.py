@@ -95,6 +95,12 @@ CLOUD_OPTIMIZED_GDAL: dict[str, str | int] = {
 
 LEDGER_COLUMNS = ("shot_number", "outcome", "scene", "detail")
 
+DEM_MARGIN_DEG = 0.0006
+"""How far beyond a window DEM tiles are read: the slope's extra pixel (10 m) plus a
+bilinear neighbour (one CopDEM pixel, at most 1.5" = 0.00042° in lon within GEDI's
+±51.6°). A window that ends within that of a tile edge needs the next tile's first
+pixels, as a warp of the whole mosaic would use them."""
+
 PROGRESS_FOOTPRINTS = 100
 """Footprints (at least) a worker reads and finishes before it reports their outcomes."""
 
@@ -226,8 +232,8 @@ def extract_split(
 
     def show(outcomes: Counter[str]) -> None:
         shown.update(outcomes)
-        bar.update(sum(outcomes.values()))
         bar.set_postfix(kept=shown["ok"], rejected=shown.total() - shown["ok"], refresh=False)
+        bar.update(sum(outcomes.values()))  # (draws the bar with the counts above)
 
     with bar:
         bar.update(sum(len(plans[index]) for index in done if index < len(plans)))
@@ -709,9 +715,10 @@ def _finish_together(
     crs = items[0].crs
     transforms = [item.transform for item in items]
     boxes = _lonlat_boxes(items)  # each window's lon/lat box, for DEM and WorldCover
-    dem_items = [auxiliary.dem.covering(box) for box in boxes]
+    dem_items = [auxiliary.dem.covering(box) for box in boxes]  # the tiles under a window
     dem_sets = [[assets.open(i["assets"][profile.dem_asset]["href"]) for i in tiles]
-                for tiles in dem_items]  # fmt: skip
+                for tiles in (auxiliary.dem.covering(box)
+                              for box in _lonlat_boxes(items, DEM_MARGIN_DEG))]  # fmt: skip
     elevations, slopes = read_dem_with_slope_many(dem_sets, transforms, crs)
     results: list[Finished | None] = [None] * len(items)
     wc_items: dict[int, list[dict]] = {}
@@ -787,8 +794,9 @@ def _sample(
     )
 
 
-def _lonlat_boxes(items: list[_Chosen]) -> list[shapely.Geometry]:
-    """Each window's lon/lat box from its corners (windows of one CRS), cut at ±180°."""
+def _lonlat_boxes(items: list[_Chosen], margin: float = 0.0) -> list[shapely.Geometry]:
+    """Each window's lon/lat box from its corners (windows of one CRS), `margin` degrees
+    wider on every side, cut at ±180°."""
     corners = np.array([item.candidate.window.bounds(item.candidate.grid) for item in items])
     left, bottom, right, top = corners.T
     lons, lats = warp_transform(
@@ -804,7 +812,8 @@ def _lonlat_boxes(items: list[_Chosen]) -> list[shapely.Geometry]:
         west, east = float(lon.min()), float(lon.max())
         if east - west > 180.0:  # across ±180°: from the least positive to the greatest negative
             west, east = float(lon[lon > 0].min()), float(lon[lon < 0].max())
-        boxes.append(_lonlat_box(west, float(lat.min()), east, float(lat.max())))
+        south, north = float(lat.min()) - margin, float(lat.max()) + margin
+        boxes.append(_lonlat_box(west - margin, max(south, -90.0), east + margin, min(north, 90.0)))
     return boxes
 
 

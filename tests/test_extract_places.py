@@ -360,14 +360,15 @@ def test_window_at_a_scene_nodata_edge(world, served_world_factory, tmp_path):
 
 @pytest.fixture(scope="module")
 def corner_samples(corner_world, served_world_factory, tmp_path_factory) -> Extracted:
-    """Footprints at 9°E 48°N (four DEM and four WorldCover tiles), on 9°E (two of each)
-    and on 48°N (two of each)."""
+    """Footprints at 9°E 48°N (four DEM and four WorldCover tiles), on 9°E (two of each),
+    on 48°N (two of each) and just west of 9°E (one of each under the window)."""
     scene = corner_world.scenes[0]
     when = scene.datetime + timedelta(hours=3)
     rows = [
         shot_row(9.0, 48.0, when, 21),
         shot_row(9.0, 47.997, when, 22),
         shot_row(8.996, 48.0, when, 23),
+        shot_row(9.0 - 0.00239, 47.998, when, 24),  # window ends ~20 m west of 9°E
     ]
     profile = served(corner_world, served_world_factory)
     return extract(profile, rows, tmp_path_factory.mktemp("corner_extract"))
@@ -449,3 +450,19 @@ def test_both_sides_of_the_antimeridian(world, served_world_factory, tmp_path, b
                 "across": 0 < east_of_180 < 1024}[side]  # fmt: skip
     assert got.samples[51]["CopDEM Tile Name"][0] == "Copernicus_DSM_COG_10_S17_00_E179_00_DEM"
     assert got.samples[52]["CopDEM Tile Name"][0] == "Copernicus_DSM_COG_10_S17_00_W180_00_DEM"
+
+
+def test_window_beside_a_copdem_tile_edge(corner_world, corner_samples, tmp_path):
+    """A window that ends 20 m short of 9°E: its pixels lie in the western DEM tile alone,
+    but the bilinear kernels of its eastern pixels (and the slope's extra column) reach
+    the first pixels of the eastern tile, so both are read, as GDAL warps their VRT;
+    only the tile under the window is named."""
+    world, scene = corner_world, corner_world.scenes[0]
+    assert corner_samples.outcome[24] == "ok"
+    sample = corner_samples.samples[24]
+    lon, _ = check_dem_and_worldcover(world, scene, sample, tmp_path)
+    _, transform = sample_window(sample, scene)
+    grown_lon, _ = scene.to_lonlat(*centres(transform @ Affine.translation(-1, -1), (34, 34)))
+    last_west_pixel = 9.0 - 1.0 / 3600  # CopDEM pixel centres lie on whole arc-seconds
+    assert lon.max() < 9.0 and np.asarray(grown_lon).max() > last_west_pixel
+    assert sample["CopDEM Tile Name"][0] == "Copernicus_DSM_COG_10_N47_00_E008_00_DEM"
