@@ -9,8 +9,9 @@ served over HTTP on 127.0.0.1, with its DEM and WorldCover tiles:
     SCL checks + HDF5 batches).
 
 Prints footprints/s, HTTP requests and bytes per footprint (from the file server's
-log), STAC requests per footprint (through a counting proxy), and the minimum bytes:
-the unique internal COG tiles the windows touch. Run by hand:
+log), STAC requests per footprint (through a counting proxy), the minimum bytes (the
+unique internal COG tiles the windows touch) and the largest worker's peak RSS (Linux
+/proc). Run by hand:
 
     python benchmarks/bench_extract.py [--footprints 2000] [--original-footprints 100]
 """
@@ -18,7 +19,9 @@ the unique internal COG tiles the windows touch. Run by hand:
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
+import threading
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -155,6 +158,47 @@ def original_strategy(served, stac_url: str, scene, frame: pl.DataFrame) -> None
                 vrt.read(1, window=window)
 
 
+class WorkerMemory:
+    """Peak RSS (VmHWM) of this process's multiprocessing descendants, polled from /proc
+    (extract's workers are children of the forkserver, out of reach of getrusage)."""
+
+    def __init__(self, interval: float = 0.1) -> None:
+        self.peak_kb: dict[int, int] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._poll, args=(interval,), daemon=True)
+        self.thread.start()
+
+    def _poll(self, interval: float) -> None:
+        while not self.stop.wait(interval):
+            parents: dict[int, int] = {}
+            for stat in Path("/proc").glob("[0-9]*/stat"):
+                try:
+                    fields = stat.read_text().rsplit(")", 1)[1].split()
+                    parents[int(stat.parent.name)] = int(fields[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+            for pid in parents:
+                ancestor = parents.get(pid)
+                while ancestor not in (None, 0, 1, os.getpid()):
+                    ancestor = parents.get(ancestor)
+                if ancestor != os.getpid():
+                    continue
+                try:
+                    if b"multiprocessing" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                        continue
+                    status = Path(f"/proc/{pid}/status").read_text()
+                except OSError:
+                    continue
+                for line in status.splitlines():
+                    if line.startswith("VmHWM:"):
+                        self.peak_kb[pid] = max(self.peak_kb.get(pid, 0), int(line.split()[1]))
+
+    def largest_mb(self) -> float:
+        self.stop.set()
+        self.thread.join()
+        return max(self.peak_kb.values(), default=0) / 1024
+
+
 def report(name: str, count: int, seconds: float, log, mark: int, stac: int, prefix: str) -> float:
     entries = [e for e in log.entries(since=mark) if e["path"].startswith(prefix)]
     everything = log.entries(since=mark)
@@ -227,6 +271,7 @@ def main() -> None:
                 output_dir=out, batch_size=args.batch_size, num_processors=args.processes
             )
             mark, stac_before = log.mark(), proxy.requests
+            memory = WorkerMemory()
             begin = time.monotonic()
             result = extract_split(
                 config, "train", subset, profile, ProcessExecutor(args.processes), progress=False
@@ -236,7 +281,8 @@ def main() -> None:
                               proxy.requests - stac_before, prefix)  # fmt: skip
             print(
                 f"(b) outcomes: {dict(result.outcomes)}; batch size {args.batch_size}, "
-                f"{result.batches} batches, {args.processes} worker processes"
+                f"{result.batches} batches, {args.processes} worker processes; "
+                f"largest worker peak RSS {memory.largest_mb():,.0f} MB"
             )
             print(
                 f"minimum Sentinel-2 bytes (unique internal tiles + headers): "
