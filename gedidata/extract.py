@@ -3,12 +3,14 @@
 `extract_split` cuts a split's footprints into batches (`batches.py`) and hands runs of
 consecutive batches that are not complete yet to worker processes (`executor.py`,
 `extract_run`). A run finds its scenes with one grouped STAC search
-(`sources.search`), opens each asset once, and per footprint reads the SCL window,
-checks it (`quality.py`), falls back to the next candidate scene (up to
-`max_scene_candidates`), then reads the bands (`reader.py`), DEM and slope, WorldCover,
-and draws the AGBD disk (`agbd.py`). Every footprint ends with one outcome, written to
-the batch's ledger; samples go to `batch_<size>_<index>.h5` (`schema.py`), written
-atomically after the ledger, so a complete HDF5 file marks a complete batch.
+(`sources.search`), opens each asset once, reads every footprint's SCL window, checks
+it (`quality.py`) and falls back to the next candidate scene (up to
+`max_scene_candidates`); then, a column of internal tiles at a time, it reads the
+bands (`reader.py`), DEM and slope, WorldCover, and draws the AGBD disk (`agbd.py`),
+each step for all the column's footprints at once. Every footprint ends with one
+outcome, written to the batch's ledger and reported to the progress bar as its column
+finishes; samples go to `batch_<size>_<index>.h5` (`schema.py`), written atomically
+after the ledger, so a complete HDF5 file marks a complete batch.
 """
 
 from __future__ import annotations
@@ -286,10 +288,10 @@ def extract_run(task: RunTask) -> list[BatchResult]:
     """Worker: extract consecutive batches, each written as its ledger, then its HDF5 file.
 
     The batches are read as one: one scene search, one DEM and WorldCover search, and
-    every pass goes band by band over all their footprints in internal-tile order, so
-    each internal tile is fetched and decoded once, also along the edges between the
-    batches (GDAL's block cache only needs the tiles under the current column). The
-    ledger and samples of each batch come out as if it had been extracted alone.
+    the bands are read band by band over the footprints of a column of internal tiles
+    at a time, so each internal tile is fetched and decoded once, also along the edges
+    between the batches (GDAL's block cache only needs the tiles of about one column).
+    The ledger and samples of each batch come out as if it had been extracted alone.
     """
     started = time.monotonic()
     settings = task.settings
@@ -716,9 +718,10 @@ def _finish_together(
     transforms = [item.transform for item in items]
     boxes = _lonlat_boxes(items)  # each window's lon/lat box, for DEM and WorldCover
     dem_items = [auxiliary.dem.covering(box) for box in boxes]  # the tiles under a window
-    dem_sets = [[assets.open(i["assets"][profile.dem_asset]["href"]) for i in tiles]
-                for tiles in (auxiliary.dem.covering(box)
-                              for box in _lonlat_boxes(items, DEM_MARGIN_DEG))]  # fmt: skip
+    dem_sets = [  # the tiles the kernels reach, a little beyond the window
+        [assets.open(i["assets"][profile.dem_asset]["href"]) for i in auxiliary.dem.covering(box)]
+        for box in _lonlat_boxes(items, DEM_MARGIN_DEG)
+    ]
     elevations, slopes = read_dem_with_slope_many(dem_sets, transforms, crs)
     results: list[Finished | None] = [None] * len(items)
     wc_items: dict[int, list[dict]] = {}
@@ -755,7 +758,9 @@ def _finish_together(
         tiles = (",".join(i["id"] for i in wc_items[k]), ",".join(i["id"] for i in dem_items[k]))
         sample = _sample(item, worldcover[j], copdem, tiles, xs[j], ys[j])
         results[k] = ("ok", item.candidate.item_id, "", sample)
-    return [result for result in results if result is not None]
+    finished = [result for result in results if result is not None]
+    assert len(finished) == len(items)  # every branch above sets its footprint's result
+    return finished
 
 
 def _sample(
