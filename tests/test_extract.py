@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -349,3 +350,48 @@ def test_progress_comes_per_chunk_and_chunks_change_nothing(world, profile, tmp_
     assert a.keys() == b.keys()
     for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_unreadable_files_fail_only_their_footprints(
+    world, profile, served_world_factory, tmp_path
+):
+    """A Sentinel-2 band or a DEM tile that cannot be read gives `read_error` (with the
+    scene and GDAL's message) to the footprints that need it; the others are kept."""
+    from gedidata.executor import ProcessExecutor
+
+    served = served_world_factory(world.root, world.item_files(PC), world.collection_files(PC))
+    alps = scene_on(world, "32TMT", datetime(2021, 7, 3, tzinfo=UTC))
+    iran = next(s for s in world.scenes if s.tile == "39SWV" and s.nodata_edge is None)
+    rows = [footprint(alps, 3003.0 + 40 * i, 4507.0, alps.datetime, 600 + i) for i in range(3)]
+    rows.append(footprint(iran, 3000.0, 3000.0, iran.datetime, 700))
+    subset = tmp_path / "subset.csv"
+    pl.DataFrame(rows).write_csv(subset, separator=";")
+
+    def run(name: str, broken: str | None) -> pl.DataFrame:
+        if broken is not None:
+            served.file_server.fail("/" + broken, status=404, count=10_000)
+        try:
+            config = PipelineConfig(output_dir=tmp_path / name, batch_size=10, num_processors=1)
+            # in a worker process: GDAL there remembers the failures, not in this one
+            result = extract_split(config, "train", subset, profile, ProcessExecutor(1), False)
+        finally:
+            served.file_server.reset()
+        return pl.read_csv(result.ledger, separator=";").sort("shot_number")
+
+    healthy = run("healthy", None)
+    assert healthy["outcome"].to_list() == ["ok"] * 4
+    band = run("band", alps.asset_path("B05", PC))
+    assert band["outcome"].to_list() == ["read_error"] * 3 + ["ok"]
+    assert band["scene"].to_list()[:3] == [alps.id] * 3
+    for detail in band["detail"].to_list()[:3]:  # the file and what went wrong
+        assert detail.startswith("cannot open http://") and detail.endswith(
+            "B05_20m.tif: HTTP response code: 404"
+        )
+    lon, lat = rows[3]["lon_lowestmode"], rows[3]["lat_lowestmode"]
+    under = next(
+        t for t in world.dem_tiles if (t.lon0, t.lat0) == (math.floor(lon), math.floor(lat))
+    )
+    dem = run("dem", under.pc_path)
+    assert dem["outcome"].to_list() == ["ok"] * 3 + ["read_error"]
+    assert dem["scene"].to_list()[3] == iran.id
+    assert dem["detail"][3].endswith(f"{under.name}.tif: HTTP response code: 404")
