@@ -726,7 +726,8 @@ def _finish_together(
     results: list[Finished | None] = [None] * len(items)
     wc_items: dict[int, list[dict]] = {}
     for k, item in enumerate(items):
-        if not dem_sets[k] or np.isnan(elevations[k]).any():
+        # (the slope's edge pixels use the DEM one pixel beyond the window)
+        if not dem_sets[k] or np.isnan(elevations[k]).any() or np.isnan(slopes[k]).any():
             results[k] = ("nodata", item.candidate.item_id, "no DEM for the whole window", None)
         elif (reason := slope_rejection(slopes[k], settings.max_slope)) is not None:
             results[k] = (reason, item.candidate.item_id, "", None)

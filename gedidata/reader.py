@@ -547,23 +547,62 @@ def _upsample_aligned(
     tr = (v - r_lo)[:, :, None]
     values, c0, r0 = _padded_reads(dataset, c_lo, r_lo, 1, nodata, band)
     valid = ~_is_nodata(values, nodata)
-    total = np.zeros((len(aligned), rows, cols))
-    weight = np.zeros((len(aligned), rows, cols))
-    for dr, wr in ((0, 1.0 - tr), (1, tr)):
-        for dc, wc in ((0, 1.0 - tc), (1, tc)):
-            ok = _gather(valid, r_lo + dr - r0, c_lo + dc - c0)
-            w = wr * wc * ok
-            total += w * np.where(ok, _gather(values, r_lo + dr - r0, c_lo + dc - c0), 0.0)
-            weight += w
     out = np.full((len(aligned), rows, cols), nodata, dtype=np.float64)
-    # As GDAL's warper: a destination pixel whose nearest source pixel is invalid stays
-    # nodata, whatever its other neighbours hold.
-    has = (weight > 1e-9) & _gather(valid, r_near - r0, c_near - c0)
-    out[has] = total[has] / weight[has]
+    has = np.zeros(out.shape, dtype=bool)
+    # Windows on valid pixels only (nearly all) interpolate along rows, then columns:
+    # the same weights, a quarter of the work. (Chunks are padded with nodata up to the
+    # largest chunk; only the part a window uses counts.)
+    height = (r_lo.max(axis=1) + 2 - r0[:, 0])[:, None, None]
+    width = (c_lo.max(axis=1) + 2 - c0[:, 0])[:, None, None]
+    used = (np.arange(valid.shape[1])[None, :, None] < height) & (
+        np.arange(valid.shape[2])[None, None, :] < width
+    )
+    whole = (valid | ~used).all(axis=(1, 2))
+    if whole.any():
+        out[whole] = _bilinear_on_valid(
+            values[whole], r_lo[whole] - r0[whole], c_lo[whole] - c0[whole], tr[whole], tc[whole]
+        )
+        has[whole] = True
+    part = np.flatnonzero(~whole)
+    if len(part):
+        r, c = r_lo[part] - r0[part], c_lo[part] - c0[part]
+        chunk, ok = values[part], valid[part]
+        total = np.zeros((len(part), rows, cols))
+        weight = np.zeros((len(part), rows, cols))
+        for dr, wr in ((0, 1.0 - tr[part]), (1, tr[part])):
+            for dc, wc in ((0, 1.0 - tc[part]), (1, tc[part])):
+                here = _gather(ok, r + dr, c + dc)
+                w = wr * wc * here
+                total += w * np.where(here, _gather(chunk, r + dr, c + dc), 0.0)
+                weight += w
+        # As GDAL's warper: a destination pixel whose nearest source pixel is invalid
+        # stays nodata, whatever its other neighbours hold.
+        near = _gather(ok, r_near[part] - r0[part], c_near[part] - c0[part])
+        has_part = (weight > 1e-9) & near
+        out_part = out[part]
+        out_part[has_part] = total[has_part] / weight[has_part]
+        out[part], has[part] = out_part, has_part
     if dtype.kind in "ui":
         info = np.iinfo(dtype)
         out[has] = np.clip(np.floor(out[has] + 0.5), info.min, info.max)
     return out.astype(dtype)
+
+
+def _bilinear_on_valid(
+    values: np.ndarray, rows: np.ndarray, cols: np.ndarray, tr: np.ndarray, tc: np.ndarray
+) -> np.ndarray:
+    """Bilinear interpolation where all four neighbours are valid, separably.
+
+    ``values`` (N, H, W) source chunks; ``rows`` (N, R) / ``cols`` (N, C) the upper-left
+    neighbour of each destination row / column in its chunk; ``tr`` (N, R, 1) and
+    ``tc`` (N, 1, C) the fractional positions. Returns (N, R, C) float64.
+    """
+    n = np.arange(len(values))[:, None]
+    across = values[n, rows] * (1.0 - tr) + values[n, rows + 1] * tr  # (N, R, W)
+    r = np.arange(rows.shape[1])[None, :, None]
+    left = across[n[:, :, None], r, cols[:, None, :]]
+    right = across[n[:, :, None], r, cols[:, None, :] + 1]
+    return left * (1.0 - tc) + right * tc
 
 
 def _gather(chunks: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
