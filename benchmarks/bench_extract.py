@@ -214,6 +214,89 @@ def report(name: str, count: int, seconds: float, log, mark: int, stac: int, pre
     return sum(e["bytes"] for e in entries)
 
 
+def decode_seconds(world, scene) -> float:
+    """One core, local files, no block cache: decoding every internal tile of the scene's
+    13 assets once (what 2,000 random footprints come close to needing)."""
+    total = 0.0
+    with rasterio.Env(GDAL_CACHEMAX=0):
+        for band in S2_BANDS:
+            with rasterio.open(world.root / scene.asset_path(band, PC)) as dataset:
+                begin = time.perf_counter()
+                for _, window in dataset.block_windows(1):
+                    dataset.read(1, window=window)
+                total += time.perf_counter() - begin
+    return total
+
+
+def run_gedidata(args, world, scene, served, proxy, count: int) -> dict[str, float]:
+    """(b) on `count` footprints: prints its lines, returns its figures."""
+    frame = make_footprints(scene, count)
+    subset = args.workdir / "subset.csv"
+    frame.write_csv(subset, separator=";")
+    prefix = "/" + scene.asset_path("B02", PC).split("/")[0]
+    minimum = minimum_bytes(world, scene, frame)
+    log = served.file_server.log
+    out = args.workdir / "out"
+    shutil.rmtree(out, ignore_errors=True)
+    profile = replace(PLANETARY_COMPUTER, stac_url=proxy.url, gdal_env=served.gdal_env)
+    config = PipelineConfig(
+        output_dir=out, batch_size=args.batch_size, num_processors=args.processes
+    )
+    mark, stac_before = log.mark(), proxy.requests
+    memory = WorkerMemory()
+    begin = time.monotonic()
+    result = extract_split(
+        config, "train", subset, profile, ProcessExecutor(args.processes), progress=False
+    )
+    seconds = time.monotonic() - begin
+    stac = proxy.requests - stac_before
+    s2_bytes = report("(b) gedidata", count, seconds, log, mark, stac, prefix)
+    rss = memory.largest_mb()
+    print(
+        f"(b) outcomes: {dict(result.outcomes)}; batch size {args.batch_size}, "
+        f"{result.batches} batches, {args.processes} worker processes; "
+        f"largest worker peak RSS {rss:,.0f} MB"
+    )
+    print(
+        f"minimum Sentinel-2 bytes (unique internal tiles + headers): "
+        f"{minimum / count / 1e3:,.1f} kB per footprint; "
+        f"(b) read {s2_bytes / minimum:.2f}x the minimum"
+    )
+    return {"footprints": count, "rate": count / seconds, "bytes": s2_bytes / minimum,
+            "stac": stac / count, "rss": rss}  # fmt: skip
+
+
+def plot_scaling(
+    path: Path, rows: list[dict[str, float]], rate_a: float, decode: float, processes: int
+) -> None:
+    """Footprints/s of (b) against footprints per scene, beside 100x (a) and the decode floor."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 4.5))
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    counts = [row["footprints"] for row in rows]
+    axes.plot(counts, [row["rate"] for row in rows], "o-", label="(b) gedidata, end to end")
+    ceiling = [count / (decode / processes) for count in counts]
+    floor = f"every tile decoded once and nothing else ({decode:.1f} s of CPU / {processes} cores)"
+    axes.plot(counts, ceiling, "--", color="grey", label=floor)
+    if rate_a:
+        axes.axhline(100 * rate_a, color="tab:red", linestyle=":",
+                     label=f"target: 100x (a) = {100 * rate_a:,.0f} footprints/s")  # fmt: skip
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    axes.set_xlabel("footprints on one Sentinel-2 scene (109.8 km, textured bands)")
+    axes.set_ylabel("footprints/s")
+    axes.set_title("bench_extract: extract throughput against footprint density")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    print(f"wrote {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--footprints", type=int, default=2000)
@@ -226,6 +309,14 @@ def main() -> None:
         action="store_true",
         help="keep the generator's smooth bands (~8 kB per internal tile instead of ~1.4 MB)",
     )
+    parser.add_argument(
+        "--scaling",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="run (b) for each of these footprint counts and plot footprints/s (--plot)",
+    )
+    parser.add_argument("--plot", type=Path, default=Path("plots/bench_extract_scaling.png"))
     args = parser.parse_args()
 
     started = time.monotonic()
@@ -241,61 +332,42 @@ def main() -> None:
         add_texture(world, scene)
     texture = "smooth bands" if args.no_texture else "textured bands"
     print(f"world ready in {time.monotonic() - started:.0f} s: {scene.id}, {texture}")
-    frame = make_footprints(scene, args.footprints)
-    subset = args.workdir / "subset.csv"
-    frame.write_csv(subset, separator=";")
-    prefix = "/" + scene.asset_path("B02", PC).split("/")[0]
-    minimum = minimum_bytes(world, scene, frame)
 
     with serve_world(world.root, world.item_files(PC), world.collection_files(PC)) as served:
         proxy = StacProxy(served.stac_url)
         try:
             log = served.file_server.log
             env = {**CLOUD_OPTIMIZED_GDAL, **served.gdal_env}
-
-            original = frame.head(args.original_footprints)
-            seconds_a = 0.0
+            original = make_footprints(scene, args.original_footprints)
+            prefix = "/" + scene.asset_path("B02", PC).split("/")[0]
+            rate_a = 0.0
             if original.height:  # --original-footprints 0 skips (a)
                 mark, stac_before = log.mark(), proxy.requests
                 begin = time.monotonic()
                 with rasterio.Env(**env):
                     original_strategy(served, proxy.url, scene, original)
                 seconds_a = time.monotonic() - begin
+                rate_a = original.height / seconds_a
                 report("(a) original", original.height, seconds_a, log, mark,
                        proxy.requests - stac_before, prefix)  # fmt: skip
-
-            out = args.workdir / "out"
-            shutil.rmtree(out, ignore_errors=True)
-            profile = replace(PLANETARY_COMPUTER, stac_url=proxy.url, gdal_env=served.gdal_env)
-            config = PipelineConfig(
-                output_dir=out, batch_size=args.batch_size, num_processors=args.processes
-            )
-            mark, stac_before = log.mark(), proxy.requests
-            memory = WorkerMemory()
-            begin = time.monotonic()
-            result = extract_split(
-                config, "train", subset, profile, ProcessExecutor(args.processes), progress=False
-            )
-            seconds_b = time.monotonic() - begin
-            s2_bytes = report("(b) gedidata", frame.height, seconds_b, log, mark,
-                              proxy.requests - stac_before, prefix)  # fmt: skip
-            print(
-                f"(b) outcomes: {dict(result.outcomes)}; batch size {args.batch_size}, "
-                f"{result.batches} batches, {args.processes} worker processes; "
-                f"largest worker peak RSS {memory.largest_mb():,.0f} MB"
-            )
-            print(
-                f"minimum Sentinel-2 bytes (unique internal tiles + headers): "
-                f"{minimum / frame.height / 1e3:,.1f} kB per footprint; "
-                f"(b) read {s2_bytes / minimum:.2f}x the minimum"
-            )
-            if seconds_a:
-                print(
-                    f"speed-up (b)/(a): "
-                    f"{(frame.height / seconds_b) / (original.height / seconds_a):,.0f}x"
-                )
+            rows = [
+                run_gedidata(args, world, scene, served, proxy, count)
+                for count in (args.scaling or [args.footprints])
+            ]
+            if rate_a:
+                for row in rows:
+                    print(f"speed-up (b)/(a) at {row['footprints']:,} footprints: "
+                          f"{row['rate'] / rate_a:,.0f}x")  # fmt: skip
         finally:
             proxy.close()
+    if args.scaling:
+        decode = decode_seconds(world, scene)
+        print(f"decoding every internal tile of the scene once: {decode:.1f} s on one core")
+        print("footprints  footprints/s  bytes/minimum  STAC/footprint  worker RSS MB")
+        for row in rows:
+            print(f"{row['footprints']:>10,}  {row['rate']:>12,.1f}  {row['bytes']:>13.2f}  "
+                  f"{row['stac']:>14.4f}  {row['rss']:>13,.0f}")  # fmt: skip
+        plot_scaling(args.plot, rows, rate_a, decode, args.processes)
 
 
 if __name__ == "__main__":

@@ -395,3 +395,46 @@ def test_unreadable_files_fail_only_their_footprints(
     assert dem["outcome"].to_list() == ["ok"] * 3 + ["read_error"]
     assert dem["scene"].to_list()[3] == iran.id
     assert dem["detail"][3].endswith(f"{under.name}.tif: HTTP response code: 404")
+
+
+def test_batches_are_written_as_they_complete(world, profile, tmp_path, monkeypatch):
+    """Within one run, a batch's files appear once its last footprint is done, before
+    the run ends; what the batches hold does not depend on it."""
+    from gedidata import extract
+
+    scene = scene_on(world, "32TMT", datetime(2021, 7, 3, tzinfo=UTC))
+    rows = [
+        footprint(scene, 700.0 + 350 * (i % 7), 2600.0 + 300 * (i // 7), scene.datetime, 800 + i)
+        for i in range(14)
+    ]
+    subset = tmp_path / "subset.csv"
+    pl.DataFrame(rows).write_csv(subset, separator=";")
+    monkeypatch.setattr(extract, "PROGRESS_FOOTPRINTS", 2)
+    monkeypatch.setattr(extract, "CHUNK_COLUMNS", 1)
+    events: list[str] = []
+    write_batch = extract._write_batch
+
+    def recording_write(task, *args):
+        events.append(f"write {task.index}")
+        return write_batch(task, *args)
+
+    monkeypatch.setattr(extract, "_write_batch", recording_write)
+
+    class Recording(SerialExecutor):
+        def map_unordered(self, function, tasks, on_progress=None):
+            tasks = list(tasks)
+            assert len(tasks) == 1  # one run of 5 batches
+            return super().map_unordered(function, tasks, lambda _: events.append("progress"))
+
+    config = PipelineConfig(output_dir=tmp_path / "out", batch_size=3, num_processors=1)
+    result = extract_split(config, "train", subset, profile, Recording(), progress=True)
+    writes = [event for event in events if event.startswith("write")]
+    assert sorted(writes) == [f"write {i}" for i in range(5)]
+    assert events.index(writes[0]) < len(events) - 1 - events[::-1].index("progress")
+    ledger = pl.read_csv(result.ledger, separator=";")
+    kept = {int(s) for s in ledger.filter(pl.col("outcome") == "ok")["shot_number"]}
+    stored = []
+    for index in range(5):
+        arrays = read_arrays(tmp_path / "out" / "train" / "hdf5_batch_data" / f"batch_3_{index}.h5")
+        stored += [int(s) for s in arrays["GEDI Shot Number"][:, 0]]
+    assert sorted(stored) == sorted(kept) and len(stored) == len(set(stored))
