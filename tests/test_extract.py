@@ -66,6 +66,15 @@ def shot_row(lon: float, lat: float, when: datetime, shot: int, agbd: float = 12
     }
 
 
+def grid_rows(scene, count: int, columns: int, first_shot: int) -> list[dict]:
+    """`count` footprints on a grid over the scene's clear middle, 350 m x 300 m apart."""
+    return [
+        footprint(scene, 700.0 + 350 * (i % columns), 2600.0 + 300 * (i // columns),
+                  scene.datetime, first_shot + i)
+        for i in range(count)
+    ]  # fmt: skip
+
+
 def test_extract_on_the_offline_world(world, profile, tmp_path):
     # 2021-07-03, baseline 05.00 (+1000 DN), cloud cover 0 by its SCL: the best candidate
     clean = scene_on(world, "32TMT", datetime(2021, 7, 3, tzinfo=UTC))
@@ -185,10 +194,7 @@ def test_sigkill_then_rerun_gives_the_same_samples(world, profile, tmp_path):
     from tests.conftest import REPO
 
     scene = scene_on(world, "32TMT", datetime(2021, 7, 3, tzinfo=UTC))
-    rows = [
-        footprint(scene, 700.0 + 350 * (i % 14), 2600.0 + 300 * (i // 14), scene.datetime, 300 + i)
-        for i in range(28)
-    ]
+    rows = grid_rows(scene, 28, 14, 300)
     subset = tmp_path / "subset.csv"
     pl.DataFrame(rows).write_csv(subset, separator=";")
     toml = tmp_path / "offline.toml"
@@ -306,10 +312,7 @@ def test_progress_comes_per_chunk_and_chunks_change_nothing(world, profile, tmp_
     from gedidata import extract
 
     scene = scene_on(world, "32TMT", datetime(2021, 7, 3, tzinfo=UTC))
-    rows = [
-        footprint(scene, 700.0 + 350 * (i % 7), 2600.0 + 300 * (i // 7), scene.datetime, 400 + i)
-        for i in range(14)
-    ]
+    rows = grid_rows(scene, 14, 7, 400)
     rows.append({**footprint(scene, 3000.0, 3000.0, scene.datetime, 499), "lon_lowestmode": 20.0})
     subset = tmp_path / "subset.csv"
     pl.DataFrame(rows).write_csv(subset, separator=";")
@@ -403,10 +406,7 @@ def test_batches_are_written_as_they_complete(world, profile, tmp_path, monkeypa
     from gedidata import extract
 
     scene = scene_on(world, "32TMT", datetime(2021, 7, 3, tzinfo=UTC))
-    rows = [
-        footprint(scene, 700.0 + 350 * (i % 7), 2600.0 + 300 * (i // 7), scene.datetime, 800 + i)
-        for i in range(14)
-    ]
+    rows = grid_rows(scene, 14, 7, 800)
     subset = tmp_path / "subset.csv"
     pl.DataFrame(rows).write_csv(subset, separator=";")
     monkeypatch.setattr(extract, "PROGRESS_FOOTPRINTS", 2)
