@@ -281,7 +281,7 @@ def read_mosaic_many(
         raise ValueError(f"{len(datasets)} lists of tiles for {len(dst_transforms)} windows")
     dst_crs = CRS.from_user_input(dst_crs)
     done = np.zeros(len(dst_transforms), dtype=bool)
-    if resampling in (Resampling.nearest, Resampling.bilinear):
+    if resampling in (Resampling.nearest, Resampling.bilinear) and cols >= 2:
         done = _warp_inside_tiles(datasets, dst_transforms, dst_crs, resampling, nodata, out)
     for index in np.flatnonzero(~done):
         out[index] = read_mosaic(
