@@ -742,11 +742,12 @@ def _finish_together(
     profile = settings.profile
     crs = items[0].crs
     transforms = [item.transform for item in items]
-    boxes = _lonlat_boxes(items)  # each window's lon/lat box, for DEM and WorldCover
+    bounds = _lonlat_bounds(items)
+    boxes = [_lonlat_box(*b) for b in bounds]  # each window's box, for DEM and WorldCover
     dem_items = [auxiliary.dem.covering(box) for box in boxes]  # the tiles under a window
     dem_sets = [  # the tiles the kernels reach, a little beyond the window
         [assets.open(i["assets"][profile.dem_asset]["href"]) for i in auxiliary.dem.covering(box)]
-        for box in _lonlat_boxes(items, DEM_MARGIN_DEG)
+        for box in (_lonlat_box(*_grown(b, DEM_MARGIN_DEG)) for b in bounds)
     ]
     elevations, slopes = read_dem_with_slope_many(dem_sets, transforms, crs)
     results: list[Finished | None] = [None] * len(items)
@@ -827,9 +828,12 @@ def _sample(
     )
 
 
-def _lonlat_boxes(items: list[_Chosen], margin: float = 0.0) -> list[shapely.Geometry]:
-    """Each window's lon/lat box from its corners (windows of one CRS), `margin` degrees
-    wider on every side, cut at ±180°."""
+LonLatBounds = tuple[float, float, float, float]
+"""(west, south, east, north); west > east for a window across ±180°."""
+
+
+def _lonlat_bounds(items: list[_Chosen]) -> list[LonLatBounds]:
+    """Each window's lon/lat bounds from its corners (windows of one CRS)."""
     corners = np.array([item.candidate.window.bounds(item.candidate.grid) for item in items])
     left, bottom, right, top = corners.T
     lons, lats = warp_transform(
@@ -840,14 +844,19 @@ def _lonlat_boxes(items: list[_Chosen], margin: float = 0.0) -> list[shapely.Geo
     )
     lons = np.asarray(lons).reshape(4, -1).T
     lats = np.asarray(lats).reshape(4, -1).T
-    boxes = []
+    bounds = []
     for lon, lat in zip(lons, lats, strict=True):
         west, east = float(lon.min()), float(lon.max())
         if east - west > 180.0:  # across ±180°: from the least positive to the greatest negative
             west, east = float(lon[lon > 0].min()), float(lon[lon < 0].max())
-        south, north = float(lat.min()) - margin, float(lat.max()) + margin
-        boxes.append(_lonlat_box(west - margin, max(south, -90.0), east + margin, min(north, 90.0)))
-    return boxes
+        bounds.append((west, float(lat.min()), east, float(lat.max())))
+    return bounds
+
+
+def _grown(bounds: LonLatBounds, margin: float) -> LonLatBounds:
+    """`margin` degrees wider on every side (latitudes kept within ±90°)."""
+    west, south, east, north = bounds
+    return west - margin, max(south - margin, -90.0), east + margin, min(north + margin, 90.0)
 
 
 def _worldcover_year_of(row: dict[str, Any]) -> int:
