@@ -14,6 +14,7 @@ unique internal COG tiles the windows touch) and the largest worker's peak RSS (
 /proc). Run by hand:
 
     python benchmarks/bench_extract.py [--footprints 2000] [--original-footprints 100]
+        [--texture 300] [--scaling N ...]
 """
 
 from __future__ import annotations
@@ -49,22 +50,30 @@ PC = "planetary-computer"
 TEXTURE_TAG = "GEDIDATA_BENCH_TEXTURE"
 
 
-def add_texture(world, scene) -> None:
-    """Give the scene's reflectance bands realistic entropy (once).
+DEFAULT_TEXTURE_DN = 300
+
+
+def add_texture(world, scene, amplitude: int = DEFAULT_TEXTURE_DN) -> None:
+    """Give the scene's reflectance bands entropy: deterministic noise of +-`amplitude` DN
+    (once per world directory).
 
     The generator's smooth ramps compress to ~8 kB per 1024 x 1024 tile, which makes
-    any read strategy look cheap; real L2A tiles are ~1-2 MB. Deterministic noise of
-    +-300 DN brings the tiles to a realistic size. Values are not checked here.
+    any read strategy look cheap; real L2A tiles are ~1-2 MB, which +-300 DN gives.
+    +-1 DN gives ~0.35 MB tiles (a 10 m tile is then fetched in fewer than the 128
+    chunks /vsicurl/ grows a sequential read to, which shows read-ahead waste). Values
+    are not checked here.
     """
+    if amplitude == 0:
+        return
     for index, band in enumerate(S2_BANDS[1:]):
         path = world.root / scene.asset_path(band, PC)
         with rasterio.open(path) as source:
             tags = source.tags()
-            if tags.get(TEXTURE_TAG) == "1":
+            if tags.get(TEXTURE_TAG) == str(amplitude):
                 continue
             data = source.read(1)
             profile = source.profile
-        noise = np.random.default_rng(index).integers(-300, 301, data.shape)
+        noise = np.random.default_rng(index).integers(-amplitude, amplitude + 1, data.shape)
         data = np.where(data == 0, 0, np.clip(data.astype(np.int32) + noise, 1, 65535))
         profile.update(driver="COG", compress="DEFLATE", predictor=2, blocksize=1024)
         for key in ("blockxsize", "blockysize", "tiled", "interleave"):
@@ -73,7 +82,7 @@ def add_texture(world, scene) -> None:
         with rasterio.open(temporary, "w", **profile) as target:
             target.write(data.astype(np.uint16), 1)
             # keep the generator's signature tag, so a re-run of write_world keeps the file
-            target.update_tags(**tags, **{TEXTURE_TAG: "1"})
+            target.update_tags(**tags, **{TEXTURE_TAG: str(amplitude)})
         temporary.replace(path)
 
 
@@ -267,7 +276,12 @@ def run_gedidata(args, world, scene, served, proxy, count: int) -> dict[str, flo
 
 
 def plot_scaling(
-    path: Path, rows: list[dict[str, float]], rate_a: float, decode: float, processes: int
+    path: Path,
+    rows: list[dict[str, float]],
+    rate_a: float,
+    decode: float,
+    processes: int,
+    texture: int,
 ) -> None:
     """Footprints/s of (b) against footprints per scene, beside 100x (a) and the decode floor."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -286,7 +300,7 @@ def plot_scaling(
                      label=f"target: 100x (a) = {100 * rate_a:,.0f} footprints/s")  # fmt: skip
     axes.set_xscale("log")
     axes.set_yscale("log")
-    axes.set_xlabel("footprints on one Sentinel-2 scene (109.8 km, textured bands)")
+    axes.set_xlabel(f"footprints on one Sentinel-2 scene (109.8 km, bands +-{texture} DN noise)")
     axes.set_ylabel("footprints/s")
     axes.set_title("bench_extract: extract throughput against footprint density")
     axes.grid(True, which="both", alpha=0.3)
@@ -305,9 +319,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/gedidata-bench-extract"))
     parser.add_argument(
-        "--no-texture",
-        action="store_true",
-        help="keep the generator's smooth bands (~8 kB per internal tile instead of ~1.4 MB)",
+        "--texture",
+        type=int,
+        default=DEFAULT_TEXTURE_DN,
+        metavar="DN",
+        help="noise added to the reflectance bands, +-DN (default 300: ~1.4 MB per internal "
+        "tile, like real L2A; 1: ~0.35 MB; 0: the generator's smooth bands, ~8 kB)",
     )
     parser.add_argument(
         "--scaling",
@@ -321,17 +338,18 @@ def main() -> None:
 
     started = time.monotonic()
     spec = WorldSpec(
-        args.workdir / ("world-plain" if args.no_texture else "world"),
+        args.workdir / f"world-texture-{args.texture}",
         [SceneSpec("32TMT", datetime(2021, 7, 3, 10, 30, tzinfo=UTC), cloud_cover=3.0,
                    processing_baseline="05.00")],
         worldcover_years=(2021,),
     )  # fmt: skip
     world = write_world(spec)
     scene = world.scenes[0]
-    if not args.no_texture:
-        add_texture(world, scene)
-    texture = "smooth bands" if args.no_texture else "textured bands"
-    print(f"world ready in {time.monotonic() - started:.0f} s: {scene.id}, {texture}")
+    add_texture(world, scene, args.texture)
+    print(
+        f"world ready in {time.monotonic() - started:.0f} s: {scene.id}, "
+        f"bands with +-{args.texture} DN of noise"
+    )
 
     with serve_world(world.root, world.item_files(PC), world.collection_files(PC)) as served:
         proxy = StacProxy(served.stac_url)
@@ -367,7 +385,7 @@ def main() -> None:
         for row in rows:
             print(f"{row['footprints']:>10,}  {row['rate']:>12,.1f}  {row['bytes']:>13.2f}  "
                   f"{row['stac']:>14.4f}  {row['rss']:>13,.0f}")  # fmt: skip
-        plot_scaling(args.plot, rows, rate_a, decode, args.processes)
+        plot_scaling(args.plot, rows, rate_a, decode, args.processes, args.texture)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ implement `map_unordered`.
 
 from __future__ import annotations
 
+import gc
 import logging
 import logging.handlers
 import multiprocessing
@@ -139,6 +140,10 @@ def _init_worker(
 ) -> None:
     """Send this worker's log records and progress updates to the main process."""
     global _progress_sink
+    # the modules imported so far live as long as the worker: the collector need not
+    # walk them again and again (full collections over the interpreter and rasterio,
+    # h5py, numpy took ~2 % of an extract worker's time)
+    gc.freeze()
     root = logging.getLogger()
     root.handlers[:] = [logging.handlers.QueueHandler(log_queue)]
     root.setLevel(level)

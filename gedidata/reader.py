@@ -675,7 +675,9 @@ def _read_windows(
         }
         # parts of the canvas under blocks no window touches are never read nor used
         canvas = np.empty((bottom - top, right - left), dtype=dataset.dtypes[band - 1])
-        for i, j in sorted(blocks):
+        # descending file order: /vsicurl/ takes a read that starts where its last
+        # download ended as sequential and doubles it into the next tile
+        for i, j in sorted(blocks, reverse=True):
             r0, r1 = max(i * block_rows, top), min((i + 1) * block_rows, bottom)
             c0, c1 = max(j * block_cols, left), min((j + 1) * block_cols, right)
             canvas[r0 - top : r1 - top, c0 - left : c1 - left] = dataset.read(

@@ -23,6 +23,7 @@ from rasterio.enums import Resampling
 from rasterio.warp import reproject
 from rasterio.windows import Window
 
+from gedidata.extract import CLOUD_OPTIMIZED_GDAL
 from gedidata.geometry import PixelWindow, window_for_point
 from gedidata.reader import (
     _warp_inside_tiles,
@@ -587,6 +588,57 @@ def test_a_20m_band_over_http_reads_only_its_internal_tile(tmp_path_factory, fil
         start, _, end = entry["range"].removeprefix("bytes=").partition("-")
         assert int(start) <= last and int(end) >= first, entry["range"]
     assert read < path.stat().st_size
+
+
+def test_windows_over_neighbouring_tiles_fetch_each_tile_once(tmp_path, file_server_factory):
+    """Internal tiles next to each other in the file, read one after the other, cost
+    their own bytes: /vsicurl/ doubles a read that starts where its last download ended,
+    which would fetch the tile after them too (this one is never needed)."""
+    rng = np.random.default_rng(5)
+    # 4 x 4 tiles of 512 x 512 noisy pixels: ~0.46 MB each, 56 chunks of 8 KiB
+    data = rng.integers(1000, 4000, (2048, 2048), dtype=np.uint16)
+    path = tmp_path / "noisy.tif"
+    profile = {
+        "driver": "COG", "width": 2048, "height": 2048, "count": 1, "dtype": "uint16",
+        "crs": "EPSG:32632", "transform": Affine(10.0, 0, 500_000.0, 0, -10.0, 5_200_000.0),
+        "nodata": 0, "compress": "DEFLATE", "predictor": 2, "blocksize": 512,
+        "overviews": "NONE",
+    }  # fmt: skip
+    with rasterio.open(path, "w", **profile) as cog:
+        cog.write(data, 1)
+    with rasterio.open(path) as local:
+        tiles = {
+            (i, j): (
+                int(local.get_tag_item(f"BLOCK_OFFSET_{j}_{i}", "TIFF", bidx=1)),
+                local.block_size(1, i, j),
+            )
+            for i in range(4)
+            for j in range(4)
+        }
+    # one after the other (a COG puts 4 bytes of size before a tile and 4 after it)
+    assert tiles[0, 1][0] - (tiles[0, 0][0] + tiles[0, 0][1]) == 8
+    server = file_server_factory(tmp_path)
+    # windows across the edges of tiles (0, 0) | (0, 1) and (1, 0) | (1, 1): four
+    # tiles, in pairs that lie one after the other in the file
+    windows = [PixelWindow(500, 100), PixelWindow(490, 600)]
+    mark = server.log.mark()
+    with rasterio.Env(**CLOUD_OPTIMIZED_GDAL), rasterio.open(f"{server.url}/noisy.tif") as remote:
+        got = read_exact_many(remote, windows)
+    for k, window in enumerate(windows):
+        rows, cols = window.row_off, window.col_off
+        np.testing.assert_array_equal(got[k], data[rows : rows + 32, cols : cols + 32])
+    needed = [(0, 0), (0, 1), (1, 0), (1, 1)]
+    ranges = [
+        tuple(int(v) for v in e["range"].removeprefix("bytes=").split("-"))
+        for e in server.log.entries(since=mark, method="GET")
+    ]
+    for (i, j), (offset, size) in tiles.items():
+        fetched = sum(max(0, min(end, offset + size - 1) - max(start, offset) + 1)
+                      for start, end in ranges)  # fmt: skip
+        if (i, j) in needed:
+            assert size <= fetched <= size + 2 * 8192, (i, j)  # chunk edges at most
+        else:
+            assert fetched <= 8192, (i, j)  # a chunk shared with a needed tile at most
 
 
 def test_many_windows_equal_one_by_one(tmp_path):
