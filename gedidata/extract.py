@@ -88,11 +88,6 @@ CLOUD_OPTIMIZED_GDAL: dict[str, str | int] = {
     # in descending file order to avoid it, see `reader._read_windows`). Small chunks
     # also waste less at tile edges.
     "CPL_VSIL_CURL_CHUNK_SIZE": 8192,
-    # downloaded bytes kept per process (default 16 MiB): tiles fetched ahead of their
-    # turn, and the chunk a tile shares with its neighbour, are still there when the
-    # next column of tiles is read (on a scene of ~350 kB tiles, 2,000 footprints read
-    # 1.26x the minimum bytes with 16 MiB, 1.11x with 128 MiB)
-    "CPL_VSIL_CURL_CACHE_SIZE": 128 * 2**20,
     "GDAL_HTTP_MAX_RETRY": "4",
     "GDAL_HTTP_RETRY_DELAY": "0.5",
 }

@@ -649,7 +649,7 @@ def _read_windows(
 
     Windows are clustered by the internal block under their centre; a cluster reads
     every block its windows touch once (only the part inside the cluster's bounds, and
-    no block that none of its windows needs) into one canvas and slices the windows out.
+    no block that none of its windows needs) and each window takes its part of it.
     """
     height = max((w.height for w in windows), default=0)
     width = max((w.width for w in windows), default=0)
@@ -662,34 +662,43 @@ def _read_windows(
         if c0 < c1 and r0 < r1:
             key = ((r0 + r1) // 2 // block_rows, (c0 + c1) // 2 // block_cols)
             clusters.setdefault(key, []).append((index, (c0, r0, c1, r1)))
-    for members in clusters.values():
-        left = min(c0 for _, (c0, _, _, _) in members)
-        top = min(r0 for _, (_, r0, _, _) in members)
-        right = max(c1 for _, (_, _, c1, _) in members)
-        bottom = max(r1 for _, (_, _, _, r1) in members)
-        blocks = {
-            (i, j)
-            for _, (c0, r0, c1, r1) in members
-            for i in range(r0 // block_rows, (r1 - 1) // block_rows + 1)
-            for j in range(c0 // block_cols, (c1 - 1) // block_cols + 1)
-        }
-        # parts of the canvas under blocks no window touches are never read nor used
-        canvas = np.empty((bottom - top, right - left), dtype=dataset.dtypes[band - 1])
-        # descending file order: /vsicurl/ takes a read that starts where its last
-        # download ended as sequential and doubles it into the next tile
-        for i, j in sorted(blocks, reverse=True):
-            r0, r1 = max(i * block_rows, top), min((i + 1) * block_rows, bottom)
-            c0, c1 = max(j * block_cols, left), min((j + 1) * block_cols, right)
-            canvas[r0 - top : r1 - top, c0 - left : c1 - left] = dataset.read(
-                band, window=Window(c0, r0, c1 - c0, r1 - r0)
+    reads: list[tuple[int, int, int]] = []  # (block row, block column, cluster)
+    areas: list[tuple[int, int, int, int]] = []  # each cluster's bounds (c0, r0, c1, r1)
+    members_of = list(clusters.values())
+    for k, members in enumerate(members_of):
+        areas.append(
+            (
+                min(c0 for _, (c0, _, _, _) in members),
+                min(r0 for _, (_, r0, _, _) in members),
+                max(c1 for _, (_, _, c1, _) in members),
+                max(r1 for _, (_, _, _, r1) in members),
             )
-        for index, (c0, r0, c1, r1) in members:
-            window = windows[index]
-            out[
-                index,
-                r0 - window.row_off : r1 - window.row_off,
-                c0 - window.col_off : c1 - window.col_off,
-            ] = canvas[r0 - top : r1 - top, c0 - left : c1 - left]
+        )
+        # blocks no window touches are never read, also inside the cluster's bounds
+        reads.extend(
+            {
+                (i, j, k)
+                for _, (c0, r0, c1, r1) in members
+                for i in range(r0 // block_rows, (r1 - 1) // block_rows + 1)
+                for j in range(c0 // block_cols, (c1 - 1) // block_cols + 1)
+            }
+        )
+    # in descending file order over all clusters: /vsicurl/ takes a read that starts
+    # where its last download ended as sequential and doubles it into the next tile
+    for i, j, k in sorted(reads, reverse=True):
+        left, top, right, bottom = areas[k]
+        r0, r1 = max(i * block_rows, top), min((i + 1) * block_rows, bottom)
+        c0, c1 = max(j * block_cols, left), min((j + 1) * block_cols, right)
+        part = dataset.read(band, window=Window(c0, r0, c1 - c0, r1 - r0))
+        for index, (w0, v0, w1, v1) in members_of[k]:
+            a0, a1, b0, b1 = max(w0, c0), min(w1, c1), max(v0, r0), min(v1, r1)
+            if a0 < a1 and b0 < b1:
+                window = windows[index]
+                out[
+                    index,
+                    b0 - window.row_off : b1 - window.row_off,
+                    a0 - window.col_off : a1 - window.col_off,
+                ] = part[b0 - r0 : b1 - r0, a0 - c0 : a1 - c0]
     return out
 
 

@@ -595,7 +595,7 @@ def test_windows_over_neighbouring_tiles_fetch_each_tile_once(tmp_path, file_ser
     their own bytes: /vsicurl/ doubles a read that starts where its last download ended,
     which would fetch the tile after them too (this one is never needed)."""
     rng = np.random.default_rng(5)
-    # 4 x 4 tiles of 512 x 512 noisy pixels: ~0.46 MB each, 56 chunks of 8 KiB
+    # 4 x 4 tiles of 512 x 512 noisy pixels: ~0.46 MB each (56 chunks of 8 KiB)
     data = rng.integers(1000, 4000, (2048, 2048), dtype=np.uint16)
     path = tmp_path / "noisy.tif"
     profile = {
@@ -632,13 +632,16 @@ def test_windows_over_neighbouring_tiles_fetch_each_tile_once(tmp_path, file_ser
         tuple(int(v) for v in e["range"].removeprefix("bytes=").split("-"))
         for e in server.log.entries(since=mark, method="GET")
     ]
+    # GDAL fixes the /vsicurl/ chunk size at its first use in a process: 8 KiB as
+    # CLOUD_OPTIMIZED_GDAL sets it, or the default 16 KiB if another test came first
+    chunk = 16384
     for (i, j), (offset, size) in tiles.items():
         fetched = sum(max(0, min(end, offset + size - 1) - max(start, offset) + 1)
                       for start, end in ranges)  # fmt: skip
         if (i, j) in needed:
-            assert size <= fetched <= size + 2 * 8192, (i, j)  # chunk edges at most
+            assert size <= fetched <= size + 2 * chunk, (i, j)  # chunk edges at most
         else:
-            assert fetched <= 8192, (i, j)  # a chunk shared with a needed tile at most
+            assert fetched <= chunk, (i, j)  # a chunk shared with a needed tile at most
 
 
 def test_many_windows_equal_one_by_one(tmp_path):
