@@ -694,7 +694,7 @@ def _read_bands(
             groups.setdefault(href, []).append(item)
         for href, items in groups.items():
             try:
-                values = _read_band(assets.open(href), band, items)
+                values = _harmonized(_read_band(assets.open(href), band, items), items)
             except (GedidataError, KeyError, OSError):
                 # one footprint at a time, so each gets its own outcome
                 values = None
@@ -703,16 +703,25 @@ def _read_bands(
                     value = (
                         values[index]
                         if values is not None
-                        else _read_band(assets.open(href), band, [item])[0]
+                        else _harmonized(_read_band(assets.open(href), band, [item]), [item])[0]
                     )
                 except (GedidataError, KeyError, OSError) as error:
                     failed[item] = redact(str(error))[:300]
                     continue
-                assert item.harmonization is not None  # set above for every one not failed
-                shifted = value.astype(np.int32) - item.harmonization.offset_dn
                 assert item.sentinel2 is not None  # allocated above
-                item.sentinel2[channel] = np.where(value == 0, 0, np.clip(shifted, 0, None))
+                item.sentinel2[channel] = value
     return failed
+
+
+def _harmonized(values: np.ndarray, items: list[_Chosen]) -> np.ndarray:
+    """Each footprint's band values (N, 32, 32) less its scene's offset, clipped at 0;
+    nodata (0) stays 0."""
+    offsets = np.zeros(len(items), np.int32)
+    for k, item in enumerate(items):
+        assert item.harmonization is not None  # set for every footprint not failed
+        offsets[k] = item.harmonization.offset_dn
+    shifted = values.astype(np.int32) - offsets[:, None, None]
+    return np.where(values == 0, 0, np.clip(shifted, 0, None)).astype(np.uint16)
 
 
 def _read_band(dataset: DatasetReader, band: str, items: list[_Chosen]) -> np.ndarray:

@@ -137,8 +137,9 @@ def read_resampled_many(
     out = np.empty((len(dst_transforms), *shape), dtype=dtype)
     same_crs = dataset.crs is not None and dataset.crs == CRS.from_user_input(dst_crs)
     by_factor: dict[int, list[tuple[int, tuple[int, int, int]]]] = {}
+    source = dataset.transform  # (a new Affine at every access)
     for index, dst_transform in enumerate(dst_transforms):
-        aligned = _grid_alignment(dataset.transform, dst_transform) if same_crs else None
+        aligned = _grid_alignment(source, dst_transform) if same_crs else None
         if aligned is not None and resampling in (Resampling.bilinear, Resampling.nearest):
             by_factor.setdefault(aligned[0], []).append((index, aligned))
         else:
@@ -466,26 +467,29 @@ def _kernel(
     ]
     band_dtype = np.dtype(dataset.dtypes[0])
     chunks = _read_windows(dataset, windows, _fill_value(dataset.nodata, band_dtype), band_dtype, 1)
-    invalid = _is_nodata(chunks, dataset.nodata) | _is_nodata(chunks, nodata)
+    invalid = (_is_nodata(chunks, dataset.nodata) | _is_nodata(chunks, nodata)).ravel()
+    # gathers by flat index (one index array instead of three: ~2x faster)
+    _, height, width = chunks.shape
+    values = chunks.ravel()
     n = np.arange(len(u))[:, None, None]
-    c_off = lo_c[:, None, None]
-    r_off = lo_r[:, None, None]
+    # source pixel (row, col) of window n is at first[n] + row * width + col
+    first = (n * height - lo_r[:, None, None]) * width - lo_c[:, None, None]
     if resampling == Resampling.nearest:
-        c = np.floor(u + _NEAREST_EPSILON).astype(np.int64) - c_off
-        r = np.floor(v + _NEAREST_EPSILON).astype(np.int64) - r_off
-        bad = invalid[n, r, c].any(axis=(1, 2))
-        return chunks[n, r, c].astype(dtype), ~bad
+        c = np.floor(u + _NEAREST_EPSILON).astype(np.int64)
+        r = np.floor(v + _NEAREST_EPSILON).astype(np.int64)
+        at = first + r * width + c
+        bad = invalid[at].any(axis=(1, 2))
+        return values[at].astype(dtype), ~bad
     x, y = u - 0.5, v - 0.5
     c0, r0 = np.floor(x), np.floor(y)
     tc, tr = x - c0, y - r0
-    c = c0.astype(np.int64) - c_off
-    r = r0.astype(np.int64) - r_off
+    at = first + r0.astype(np.int64) * width + c0.astype(np.int64)
     bad = np.zeros(len(u), dtype=bool)
     total = np.zeros(u.shape)
     for dr, wr in ((0, 1.0 - tr), (1, tr)):
         for dc, wc in ((0, 1.0 - tc), (1, tc)):
-            bad |= invalid[n, r + dr, c + dc].any(axis=(1, 2))
-            total += wr * wc * chunks[n, r + dr, c + dc]
+            bad |= invalid[at + dr * width + dc].any(axis=(1, 2))
+            total += wr * wc * values[at + dr * width + dc]
     if dtype.kind in "ui":
         info = np.iinfo(dtype)
         total = np.clip(np.floor(total + 0.5), info.min, info.max)
@@ -597,12 +601,16 @@ def _bilinear_on_valid(
     neighbour of each destination row / column in its chunk; ``tr`` (N, R, 1) and
     ``tc`` (N, 1, C) the fractional positions. Returns (N, R, C) float64.
     """
-    n = np.arange(len(values))[:, None]
-    across = values[n, rows] * (1.0 - tr) + values[n, rows + 1] * tr  # (N, R, W)
-    r = np.arange(rows.shape[1])[None, :, None]
-    left = across[n[:, :, None], r, cols[:, None, :]]
-    right = across[n[:, :, None], r, cols[:, None, :] + 1]
-    return left * (1.0 - tc) + right * tc
+    # gathers by flat index (one index array instead of two or three: ~2x faster)
+    count, height, width = values.shape
+    n = np.arange(count)[:, None]
+    lines = values.reshape(count * height, width)
+    upper = n * height + rows  # (N, R): lines of the upper neighbours
+    across = lines[upper] * (1.0 - tr) + lines[upper + 1] * tr  # (N, R, W)
+    depth = rows.shape[1]
+    at = (n[:, :, None] * depth + np.arange(depth)[None, :, None]) * width + cols[:, None, :]
+    flat = across.ravel()
+    return flat[at] * (1.0 - tc) + flat[at + 1] * tc
 
 
 def _gather(chunks: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
