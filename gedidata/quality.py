@@ -114,7 +114,11 @@ def scl_rejection(scl: np.ndarray, limits: SclLimits | None = None) -> str | Non
         # count / total * 100 <= limit, without the division
         if count * 100 > getattr(limits, field) * total:
             return reason
-    if not np.isin(_centre(scl), list(CENTRE_CLASSES)).all():
+    centre = _centre(scl)
+    accepted = np.zeros(centre.shape, dtype=bool)
+    for value in CENTRE_CLASSES:  # (np.isin costs ~40 µs a call, this ~3 µs)
+        accepted |= centre == value
+    if not accepted.all():
         return "scl_centre"
     return None
 
