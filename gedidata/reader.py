@@ -657,56 +657,81 @@ def _read_windows(
 
     Windows are clustered by the internal block under their centre; a cluster reads
     every block its windows touch once (only the part inside the cluster's bounds, and
-    no block that none of its windows needs) and each window takes its part of it.
+    no block that none of its windows needs) and each window takes its part of it
+    (the full-size windows wholly inside a read all at once).
     """
-    height = max((w.height for w in windows), default=0)
-    width = max((w.width for w in windows), default=0)
+    boxes = np.array(
+        [(w.col_off, w.row_off, w.width, w.height) for w in windows], dtype=np.int64
+    ).reshape(-1, 4)
+    width, height = (int(boxes[:, k].max()) if len(boxes) else 0 for k in (2, 3))
     out = np.full((len(windows), height, width), fill, dtype=dtype)
     block_rows, block_cols = dataset.block_shapes[band - 1]
-    clusters: dict[tuple[int, int], list[tuple[int, tuple[int, int, int, int]]]] = {}
-    for index, window in enumerate(windows):
-        c0, c1 = max(window.col_off, 0), min(window.col_off + window.width, dataset.width)
-        r0, r1 = max(window.row_off, 0), min(window.row_off + window.height, dataset.height)
-        if c0 < c1 and r0 < r1:
-            key = ((r0 + r1) // 2 // block_rows, (c0 + c1) // 2 // block_cols)
-            clusters.setdefault(key, []).append((index, (c0, r0, c1, r1)))
-    reads: list[tuple[int, int, int]] = []  # (block row, block column, cluster)
-    areas: list[tuple[int, int, int, int]] = []  # each cluster's bounds (c0, r0, c1, r1)
-    members_of = list(clusters.values())
-    for k, members in enumerate(members_of):
-        areas.append(
-            (
-                min(c0 for _, (c0, _, _, _) in members),
-                min(r0 for _, (_, r0, _, _) in members),
-                max(c1 for _, (_, _, c1, _) in members),
-                max(r1 for _, (_, _, _, r1) in members),
-            )
-        )
-        # blocks no window touches are never read, also inside the cluster's bounds
-        reads.extend(
-            {
-                (i, j, k)
-                for _, (c0, r0, c1, r1) in members
-                for i in range(r0 // block_rows, (r1 - 1) // block_rows + 1)
-                for j in range(c0 // block_cols, (c1 - 1) // block_cols + 1)
-            }
-        )
+    # each window's part on the raster: columns c0..c1, rows r0..r1 (ends excluded)
+    c0 = np.maximum(boxes[:, 0], 0)
+    r0 = np.maximum(boxes[:, 1], 0)
+    c1 = np.minimum(boxes[:, 0] + boxes[:, 2], dataset.width)
+    r1 = np.minimum(boxes[:, 1] + boxes[:, 3], dataset.height)
+    on = np.flatnonzero((c0 < c1) & (r0 < r1))
+    if not len(on):
+        return out
+    # a cluster: the windows whose centre lies on one block
+    centre = ((r0 + r1) // 2 // block_rows) * (dataset.width // block_cols + 1) + (
+        (c0 + c1) // 2 // block_cols
+    )
+    _, cluster = np.unique(centre[on], return_inverse=True)
+    order = np.argsort(cluster, kind="stable")
+    members_of = np.split(on[order], np.flatnonzero(np.diff(cluster[order])) + 1)
+    # the blocks each window touches (with its cluster): one row of `reads` per pair;
+    # blocks no window touches are never read, also inside a cluster's bounds
+    first_i, last_i = r0[on] // block_rows, (r1[on] - 1) // block_rows
+    first_j, last_j = c0[on] // block_cols, (c1[on] - 1) // block_cols
+    pairs = [
+        np.stack([first_i + di, first_j + dj, cluster], axis=1)[
+            (first_i + di <= last_i) & (first_j + dj <= last_j)
+        ]
+        for di in range(int((last_i - first_i).max()) + 1)
+        for dj in range(int((last_j - first_j).max()) + 1)
+    ]
+    reads = np.unique(np.concatenate(pairs), axis=0)
     # in descending file order over all clusters: /vsicurl/ takes a read that starts
     # where its last download ended as sequential and doubles it into the next tile
-    for i, j, k in sorted(reads, reverse=True):
-        left, top, right, bottom = areas[k]
-        r0, r1 = max(i * block_rows, top), min((i + 1) * block_rows, bottom)
-        c0, c1 = max(j * block_cols, left), min((j + 1) * block_cols, right)
-        part = dataset.read(band, window=Window(c0, r0, c1 - c0, r1 - r0))
-        for index, (w0, v0, w1, v1) in members_of[k]:
-            a0, a1, b0, b1 = max(w0, c0), min(w1, c1), max(v0, r0), min(v1, r1)
-            if a0 < a1 and b0 < b1:
-                window = windows[index]
-                out[
-                    index,
-                    b0 - window.row_off : b1 - window.row_off,
-                    a0 - window.col_off : a1 - window.col_off,
-                ] = part[b0 - r0 : b1 - r0, a0 - c0 : a1 - c0]
+    for i, j, k in reads[::-1].tolist():
+        members = members_of[k]
+        top, bottom = (
+            max(i * block_rows, int(r0[members].min())),
+            min((i + 1) * block_rows, int(r1[members].max())),
+        )
+        left, right = (
+            max(j * block_cols, int(c0[members].min())),
+            min((j + 1) * block_cols, int(c1[members].max())),
+        )
+        part = dataset.read(band, window=Window(left, top, right - left, bottom - top))
+        a0, a1 = np.maximum(c0[members], left), np.minimum(c1[members], right)
+        b0, b1 = np.maximum(r0[members], top), np.minimum(r1[members], bottom)
+        takes = (a0 < a1) & (b0 < b1)
+        # windows of the full size wholly in this part: one gather for all of them
+        whole = (
+            takes
+            & (a0 == boxes[members, 0])
+            & (a1 - a0 == width)
+            & (b0 == boxes[members, 1])
+            & (b1 - b0 == height)
+        )
+        if whole.any():
+            views = np.lib.stride_tricks.sliding_window_view(part, (height, width))
+            out[members[whole]] = views[b0[whole] - top, a0[whole] - left]
+        for index, x0, x1, y0, y1 in zip(
+            members[takes & ~whole].tolist(),
+            a0[takes & ~whole].tolist(),
+            a1[takes & ~whole].tolist(),
+            b0[takes & ~whole].tolist(),
+            b1[takes & ~whole].tolist(),
+            strict=True,
+        ):
+            col, row = int(boxes[index, 0]), int(boxes[index, 1])
+            out[index, y0 - row : y1 - row, x0 - col : x1 - col] = part[
+                y0 - top : y1 - top, x0 - left : x1 - left
+            ]
     return out
 
 
