@@ -141,8 +141,7 @@ def _init_worker(
     """Send this worker's log records and progress updates to the main process."""
     global _progress_sink
     # the modules imported so far live as long as the worker: the collector need not
-    # walk them again and again (full collections over the interpreter and rasterio,
-    # h5py, numpy took ~2 % of an extract worker's time)
+    # walk them again and again (it took ~2 % of an extract worker's profile)
     gc.freeze()
     root = logging.getLogger()
     root.handlers[:] = [logging.handlers.QueueHandler(log_queue)]

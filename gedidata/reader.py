@@ -720,12 +720,13 @@ def _read_windows(
         if whole.any():
             views = np.lib.stride_tricks.sliding_window_view(part, (height, width))
             out[members[whole]] = views[b0[whole] - top, a0[whole] - left]
+        rest = takes & ~whole
         for index, x0, x1, y0, y1 in zip(
-            members[takes & ~whole].tolist(),
-            a0[takes & ~whole].tolist(),
-            a1[takes & ~whole].tolist(),
-            b0[takes & ~whole].tolist(),
-            b1[takes & ~whole].tolist(),
+            members[rest].tolist(),
+            a0[rest].tolist(),
+            a1[rest].tolist(),
+            b0[rest].tolist(),
+            b1[rest].tolist(),
             strict=True,
         ):
             col, row = int(boxes[index, 0]), int(boxes[index, 1])
