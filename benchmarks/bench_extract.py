@@ -15,7 +15,7 @@ unique internal COG tiles the windows touch), the largest worker's peak RSS (Lin
 and do nothing else, which no extract on this machine can beat. Run by hand:
 
     python benchmarks/bench_extract.py [--footprints 2000] [--original-footprints 100]
-        [--texture 300] [--scaling N ...]
+        [--texture 300] [--latency-ms 0] [--scaling N ...]
 """
 
 from __future__ import annotations
@@ -369,6 +369,13 @@ def main() -> None:
         metavar="N",
         help="run (b) for each of these footprint counts and plot footprints/s (--plot)",
     )
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="delay every file request by this much, as a distant object store would "
+        "(default 0: loopback)",
+    )
     parser.add_argument("--plot", type=Path, default=Path("plots/bench_extract_scaling.png"))
     args = parser.parse_args()
 
@@ -389,6 +396,8 @@ def main() -> None:
 
     with serve_world(world.root, world.item_files(PC), world.collection_files(PC)) as served:
         proxy = StacProxy(served.stac_url)
+        if args.latency_ms:
+            served.file_server.delay("/", args.latency_ms / 1000, count=2**62)
         try:
             log = served.file_server.log
             env = {**CLOUD_OPTIMIZED_GDAL, **served.gdal_env}

@@ -26,6 +26,8 @@ from rasterio.windows import Window
 from gedidata.extract import CLOUD_OPTIMIZED_GDAL
 from gedidata.geometry import PixelWindow, window_for_point
 from gedidata.reader import (
+    PREFETCH_BLOCKS,
+    _column_runs,
     _warp_inside_tiles,
     read_dem_with_slope,
     read_dem_with_slope_many,
@@ -590,14 +592,10 @@ def test_a_20m_band_over_http_reads_only_its_internal_tile(tmp_path_factory, fil
     assert read < path.stat().st_size
 
 
-def test_windows_over_neighbouring_tiles_fetch_each_tile_once(tmp_path, file_server_factory):
-    """Internal tiles next to each other in the file, read one after the other, cost
-    their own bytes: /vsicurl/ doubles a read that starts where its last download ended,
-    which would fetch the tile after them too (this one is never needed)."""
-    rng = np.random.default_rng(5)
-    # 4 x 4 tiles of 512 x 512 noisy pixels: ~0.46 MB each (56 chunks of 8 KiB)
-    data = rng.integers(1000, 4000, (2048, 2048), dtype=np.uint16)
-    path = tmp_path / "noisy.tif"
+def _noisy_cog(path: Path, seed: int = 5) -> np.ndarray:
+    """A COG of 4 x 4 internal tiles of 512 x 512 noisy pixels, ~0.46 MB each (56 chunks
+    of 8 KiB); its pixels."""
+    data = np.random.default_rng(seed).integers(1000, 4000, (2048, 2048), dtype=np.uint16)
     profile = {
         "driver": "COG", "width": 2048, "height": 2048, "count": 1, "dtype": "uint16",
         "crs": "EPSG:32632", "transform": Affine(10.0, 0, 500_000.0, 0, -10.0, 5_200_000.0),
@@ -606,6 +604,69 @@ def test_windows_over_neighbouring_tiles_fetch_each_tile_once(tmp_path, file_ser
     }  # fmt: skip
     with rasterio.open(path, "w", **profile) as cog:
         cog.write(data, 1)
+    return data
+
+
+def test_column_runs_group_vertically_adjacent_blocks():
+    """Blocks (row, col), repeated or not, fall into runs down one column, split at
+    PREFETCH_BLOCKS; a gap or another column starts a new run."""
+    rows = np.array([2, 0, 1, 2, 5, 0, 1, 3, 0])
+    cols = np.array([0, 0, 0, 0, 0, 1, 1, 1, 3])
+    run_of, runs = _column_runs(rows, cols)
+    assert runs == [(0, 0, 2), (0, 5, 5), (1, 0, 1), (1, 3, 3), (3, 0, 0)]
+    assert run_of.tolist() == [0, 0, 0, 0, 1, 2, 2, 3, 4]
+    long = np.arange(PREFETCH_BLOCKS * 2 + 1)
+    run_of, runs = _column_runs(long, np.full(len(long), 7))
+    assert runs == [
+        (7, 0, PREFETCH_BLOCKS - 1),
+        (7, PREFETCH_BLOCKS, 2 * PREFETCH_BLOCKS - 1),
+        (7, 2 * PREFETCH_BLOCKS, 2 * PREFETCH_BLOCKS),
+    ]
+    assert run_of.tolist() == (long // PREFETCH_BLOCKS).tolist()
+
+
+def test_tiles_down_a_column_are_fetched_together(tmp_path, file_server_factory):
+    """Windows over a column of internal tiles fetch those tiles in parallel requests
+    (from a distant store, one round trip for all instead of one per tile)."""
+    path = tmp_path / "column.tif"
+    data = _noisy_cog(path)
+    with rasterio.open(path) as local:
+        spans = {
+            i: (
+                int(local.get_tag_item(f"BLOCK_OFFSET_1_{i}", "TIFF", bidx=1)),
+                local.block_size(1, i, 1),
+            )
+            for i in range(4)
+        }
+    server = file_server_factory(tmp_path)
+    windows = [PixelWindow(600, 100 + 512 * i) for i in range(4)]  # tiles (0..3, 1)
+    with rasterio.Env(**CLOUD_OPTIMIZED_GDAL), rasterio.open(f"{server.url}/column.tif") as remote:
+        server.delay("/column.tif", 0.3, count=100)  # every request after the header
+        mark = server.log.mark()
+        got = read_exact_many(remote, windows)
+    server.reset()
+    for k, window in enumerate(windows):
+        rows, cols = window.row_off, window.col_off
+        np.testing.assert_array_equal(got[k], data[rows : rows + 32, cols : cols + 32])
+    entries = server.log.entries(since=mark, method="GET")
+    served = {}
+    for entry in entries:
+        start, end = (int(v) for v in entry["range"].removeprefix("bytes=").split("-"))
+        for i, (offset, size) in spans.items():
+            if start <= offset and offset + size - 1 <= end:
+                served[i] = entry
+    assert sorted(served) == [0, 1, 2, 3]  # each tile whole in one response
+    assert len(entries) <= 4
+    # all four were being answered at one moment: requested together, not in turn
+    assert max(e["t"] for e in served.values()) < min(e["t"] + e["dur"] for e in served.values())
+
+
+def test_windows_over_neighbouring_tiles_fetch_each_tile_once(tmp_path, file_server_factory):
+    """Internal tiles next to each other in the file, read one after the other, cost
+    their own bytes: /vsicurl/ doubles a read that starts where its last download ended,
+    which would fetch the tile after them too (this one is never needed)."""
+    path = tmp_path / "noisy.tif"
+    data = _noisy_cog(path)
     with rasterio.open(path) as local:
         tiles = {
             (i, j): (
