@@ -142,10 +142,10 @@ def needed_tiles(world, scene, frame: pl.DataFrame) -> dict[str, set[tuple[int, 
     return needed
 
 
-def minimum_bytes(world, scene, frame: pl.DataFrame) -> int:
-    """Bytes of the unique internal tiles the S2 windows touch (plus one header each)."""
+def minimum_bytes(world, scene, needed: dict[str, set[tuple[int, int]]]) -> int:
+    """Bytes of the `needed` internal tiles (plus one header each)."""
     total = 0
-    for band, tiles in needed_tiles(world, scene, frame).items():
+    for band, tiles in needed.items():
         with rasterio.open(world.root / scene.asset_path(band, PC)) as dataset:
             total += sum(dataset.block_size(1, i, j) for i, j in tiles) + 16384
     return total
@@ -166,16 +166,16 @@ def _fetch_and_decode(job: tuple[dict[str, str | int], list[tuple[str, list[tupl
     return time.monotonic() - begin
 
 
-def floor_seconds(world, scene, frame: pl.DataFrame, served, processes: int) -> float:
+def floor_seconds(scene, needed: dict[str, set[tuple[int, int]]], served, processes: int) -> float:
     """Wall time for `processes` warm processes to fetch over HTTP and decode every
-    internal tile the windows need, once, and nothing else (each takes a band's tile
+    `needed` internal tile, once, and nothing else (each takes a band's tile
     columns west or east of its share): what no extract on this machine can beat."""
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
     env = {**CLOUD_OPTIMIZED_GDAL, **served.gdal_env}
     shares: list[list[tuple[str, list[tuple[int, int]]]]] = [[] for _ in range(processes)]
-    for band, tiles in needed_tiles(world, scene, frame).items():
+    for band, tiles in needed.items():
         columns = sorted({j for _, j in tiles})
         url = f"{served.files_url}/{scene.asset_path(band, PC)}"
         for k in range(processes):
@@ -275,7 +275,8 @@ def run_gedidata(args, world, scene, served, proxy, count: int) -> dict[str, flo
     subset = args.workdir / "subset.csv"
     frame.write_csv(subset, separator=";")
     prefix = "/" + scene.asset_path("B02", PC).split("/")[0]
-    minimum = minimum_bytes(world, scene, frame)
+    needed = needed_tiles(world, scene, frame)
+    minimum = minimum_bytes(world, scene, needed)
     log = served.file_server.log
     out = args.workdir / "out"
     shutil.rmtree(out, ignore_errors=True)
@@ -303,7 +304,7 @@ def run_gedidata(args, world, scene, served, proxy, count: int) -> dict[str, flo
         f"{minimum / count / 1e3:,.1f} kB per footprint; "
         f"(b) read {s2_bytes / minimum:.2f}x the minimum"
     )
-    floor = floor_seconds(world, scene, frame, served, args.processes)
+    floor = floor_seconds(scene, needed, served, args.processes)
     print(
         f"floor: {args.processes} warm processes fetching and decoding those tiles once, "
         f"nothing else: {floor:.1f} s = {count / floor:,.0f} footprints/s "

@@ -99,9 +99,10 @@ class ProcessExecutor:
             log_queue, *root.handlers, respect_handler_level=True
         )
         listener.start()
-        progress_queue = self.context.Queue() if on_progress is not None else None
-        relay = None
-        if progress_queue is not None and on_progress is not None:
+        progress_queue: multiprocessing.Queue | None = None
+        relay: threading.Thread | None = None
+        if on_progress is not None:
+            progress_queue = self.context.Queue()
             relay = threading.Thread(
                 target=_relay_progress, args=(progress_queue, on_progress), daemon=True
             )

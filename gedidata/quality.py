@@ -153,7 +153,7 @@ def horn_slope_percent(elevation: np.ndarray, spacing_m: float = 10.0) -> np.nda
     """
     z = np.asarray(elevation, dtype=np.float64)
     if z.ndim < 2 or min(z.shape[-2:]) < 3:
-        raise ValueError(f"elevation: expected a 2-D array of at least 3 x 3, got {z.shape}")
+        raise ValueError(f"elevation: expected (..., h, w) of at least 3 x 3, got {z.shape}")
     if not spacing_m > 0:
         raise ValueError(f"spacing_m must be > 0, got {spacing_m}")
 

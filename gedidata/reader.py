@@ -685,8 +685,8 @@ def _read_windows(
         (c0 + c1) // 2 // block_cols
     )
     _, cluster = np.unique(centre[on], return_inverse=True)
-    order = np.argsort(cluster, kind="stable")
-    members_of = np.split(on[order], np.flatnonzero(np.diff(cluster[order])) + 1)
+    by_cluster = np.argsort(cluster, kind="stable")
+    members_of = np.split(on[by_cluster], np.flatnonzero(np.diff(cluster[by_cluster])) + 1)
     # the blocks each window touches (with its cluster): one row of `reads` per pair;
     # blocks no window touches are never read, also inside a cluster's bounds
     first_i, last_i = r0[on] // block_rows, (r1[on] - 1) // block_rows
@@ -707,15 +707,15 @@ def _read_windows(
     np.maximum.at(last_of_run, run_of, position)
     order = np.lexsort((reads[:, 2], position, last_of_run[run_of]))[::-1]
     current = -1
-    for index in order.tolist():
-        i, j, k = reads[index].tolist()
-        if run_of[index] != current:
-            current = int(run_of[index])
+    for read in order.tolist():
+        i, j, k = reads[read].tolist()
+        if run_of[read] != current:
+            current = int(run_of[read])
             column, first, last = runs[current]
             if last > first:  # one read across the run: GDAL fetches its blocks together
-                top = first * block_rows
-                bottom = min((last + 1) * block_rows, dataset.height)
-                dataset.read(band, window=Window(column * block_cols, top, 1, bottom - top))
+                height_px = min((last + 1) * block_rows, dataset.height) - first * block_rows
+                line = Window(column * block_cols, first * block_rows, 1, height_px)
+                dataset.read(band, window=line)
         members = members_of[k]
         top, bottom = (
             max(i * block_rows, int(r0[members].min())),
