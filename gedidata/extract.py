@@ -68,7 +68,7 @@ from gedidata.sources.search import (
     SceneSearch,
     SceneSearchResult,
 )
-from gedidata.sources.signing import HrefSigner, redact
+from gedidata.sources.signing import HrefSigner, redact, signer_modules
 
 logger = logging.getLogger(__name__)
 
@@ -199,6 +199,13 @@ def extract_split(
     from gedidata.footprints import collect_footprints, scan_footprints
 
     started = time.monotonic()
+    # a pool's workers fork from a server that starts importing now, while the
+    # footprints are read and planned (unused if all the work is one run)
+    pool = (
+        ProcessExecutor(config.num_processors, preload=[__name__, *signer_modules(profile)])
+        if executor is None and config.num_processors > 1
+        else None
+    )
     frame = collect_footprints(scan_footprints(subset_csv), subset_csv)
     directory = batch_dir(config.output_dir, split)
     ledger_dir = directory.parent / "ledger"
@@ -236,11 +243,7 @@ def extract_split(
     result.skipped_batches = len(plans) - len(tasks)
     if result.skipped_batches:
         logger.info("extract %s: %d of %d batches already complete", split, len(done), len(plans))
-    executor = executor or (
-        ProcessExecutor(config.num_processors)
-        if config.num_processors > 1 and len(runs) > 1
-        else SerialExecutor()
-    )
+    executor = executor or (pool if pool is not None and len(runs) > 1 else SerialExecutor())
     bar = tqdm(total=frame.height, unit="footprint", desc=f"extract {split}", disable=not progress)
     shown: Counter[str] = Counter()
 

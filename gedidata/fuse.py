@@ -36,6 +36,7 @@ import numpy as np
 from tqdm import tqdm
 
 from gedidata.atomic import atomic_output
+from gedidata.h5chunks import write_rows
 from gedidata.schema import (
     DATASETS,
     GROUP,
@@ -275,7 +276,7 @@ def _copy_source(
                     block = dataset[start : start + keep.size]
                     if count < keep.size:
                         block = block[keep]
-                    datasets[name][position : position + count] = block
+                    write_rows(datasets[name], position, block)
                     if name in statistics:
                         statistics[name].update(block)
                 position += count

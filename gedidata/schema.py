@@ -30,6 +30,7 @@ from affine import Affine
 from gedidata import __version__
 from gedidata.atomic import atomic_output
 from gedidata.errors import GedidataError
+from gedidata.h5chunks import write_rows
 from gedidata.sources.profiles import S2_BANDS
 
 SCHEMA_VERSION = "1.0"
@@ -466,7 +467,7 @@ def write_samples(
         datasets = create_datasets(file, count, attrs)
         if count:
             for name, array in arrays.items():
-                datasets[name][...] = array
+                write_rows(datasets[name], 0, array)
     return count
 
 

@@ -73,3 +73,36 @@ def test_progress_from_inside_tasks_reaches_the_caller(executor):
         assert [s for v, s in updates if v == value] == list(range(value))
     # without a receiver, reporting is a no-op
     assert list(executor.map_unordered(count_up, [2])) == [2]
+
+
+PRELOAD_SCRIPT = """
+import sys
+import psutil
+from gedidata.executor import ProcessExecutor
+
+def imported(name):
+    return name in sys.modules
+
+if __name__ == "__main__":
+    executor = ProcessExecutor(2, preload=["colorsys"])
+    # the server runs before any map, and it imports the preloaded module, not this one
+    servers = [p for p in psutil.Process().children() if "forkserver" in " ".join(p.cmdline())]
+    assert len(servers) == 1, servers
+    assert "colorsys" not in sys.modules
+    print(sorted(set(executor.map_unordered(imported, ["colorsys"] * 4))))
+"""
+
+
+def test_preload_starts_the_server_at_once_and_workers_inherit_its_imports(tmp_path):
+    """`preload` starts the fork server when the executor is made (it imports while the
+    caller prepares its tasks); workers fork from it with the modules already in."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "preload_probe.py"
+    script.write_text(PRELOAD_SCRIPT)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[True]"

@@ -65,3 +65,11 @@ def test_lasting_403_is_reported_without_the_token(served_raster):
     assert "b04.tif" in str(error.value)
     assert "secret" not in str(error.value)
     assert len(signer.signed) == 2
+
+
+def test_signer_modules_are_what_the_signer_imports():
+    from gedidata.sources.profiles import EARTH_SEARCH
+    from gedidata.sources.signing import signer_modules
+
+    assert signer_modules(PLANETARY_COMPUTER) == ["planetary_computer"]
+    assert signer_modules(EARTH_SEARCH) == []  # public hrefs: nothing to sign with

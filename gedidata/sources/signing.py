@@ -20,6 +20,11 @@ def redact(text: str) -> str:
     return _QUERY.sub("?…", text)
 
 
+def signer_modules(profile: SourceProfile) -> list[str]:
+    """The modules a `HrefSigner` for `profile` imports (for a worker pool to preload)."""
+    return ["planetary_computer"] if profile.signing == "planetary-computer" else []
+
+
 class HrefSigner:
     """Signs hrefs for reading, per the profile; `refresh()` forgets cached tokens."""
 
