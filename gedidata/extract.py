@@ -2,24 +2,27 @@
 
 `extract_split` cuts a split's footprints into batches (`batches.py`) and hands runs of
 consecutive batches that are not complete yet to worker processes (`executor.py`,
-`extract_run`). A run finds its scenes with one grouped STAC search
-(`sources.search`), opens each asset once, reads every footprint's SCL window, checks
-it (`quality.py`) and falls back to the next candidate scene (up to
-`max_scene_candidates`); then, a column of internal tiles at a time, it reads the
-bands (`reader.py`), DEM and slope, WorldCover, and draws the AGBD disk (`agbd.py`),
-each step for all the column's footprints at once. Every footprint ends with one
-outcome, written to the batch's ledger and reported to the progress bar as its column
-finishes; samples go to `batch_<size>_<index>.h5` (`schema.py`), written atomically
-after the ledger, so a complete HDF5 file marks a complete batch.
+`extract_run`). The main process finds each run's scenes with one grouped STAC search
+(`sources.search`) and its DEM and WorldCover tiles, in threads, while the workers
+start and work (`_search_run`). A worker opens each asset once, reads every
+footprint's SCL window, checks it (`quality.py`) and falls back to the next candidate
+scene (up to `max_scene_candidates`); then, a column of internal tiles at a time, it
+reads the bands (`reader.py`), DEM and slope, WorldCover, and draws the AGBD disk
+(`agbd.py`), each step for all the column's footprints at once. Every footprint ends
+with one outcome, written to the batch's ledger and reported to the progress bar as
+its column finishes; samples go to `batch_<size>_<index>.h5` (`schema.py`), written
+atomically after the ledger, so a complete HDF5 file marks a complete batch.
 """
 
 from __future__ import annotations
 
 import csv
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -163,6 +166,17 @@ class RunTask:
 
     batches: tuple[BatchTask, ...]
     settings: ExtractSettings
+    scenes: RunScenes
+
+
+@dataclass(frozen=True)
+class RunScenes:
+    """What a run's STAC searches found: made in the main process (`_search_run`)."""
+
+    found: SceneSearchResult
+    auxiliary: _AuxiliaryItems | None
+    error: str = ""
+    """Why the searches failed (then every footprint of the run is a read error)."""
 
 
 @dataclass
@@ -232,7 +246,7 @@ def extract_split(
         if index not in done
     ]
     runs = [
-        RunTask(tuple(tasks[i] for i in run), settings)
+        tuple(tasks[i] for i in run)
         for run in batch_runs(
             list(range(len(tasks))),
             config.num_processors,
@@ -252,10 +266,26 @@ def extract_split(
         bar.set_postfix(kept=shown["ok"], rejected=shown.total() - shown["ok"], refresh=False)
         bar.update(sum(outcomes.values()))  # (draws the bar with the counts above)
 
+    # The runs' searches go on in threads here, from now on: the first ones while the
+    # workers start, the others while the first runs are extracted. A run is handed to
+    # a worker once its searches are done (the pool takes tasks as they come).
+    searcher = ThreadPoolExecutor(
+        max(1, min(config.num_processors, len(runs))), thread_name_prefix="gedidata-stac"
+    )
+    local = threading.local()
+    searches = [searcher.submit(_search_run, run, settings, local) for run in runs]
+    run_tasks = (
+        RunTask(run, settings, search.result()) for run, search in zip(runs, searches, strict=True)
+    )
     with bar:
         bar.update(sum(len(plans[index]) for index in done if index < len(plans)))
-        for _ in executor.map_unordered(extract_run, runs, on_progress=show if progress else None):
-            pass
+        try:
+            for _ in executor.map_unordered(
+                extract_run, run_tasks, on_progress=show if progress else None
+            ):
+                pass
+        finally:
+            searcher.shutdown(wait=False, cancel_futures=True)
         result.outcomes = _ledger_outcomes(ledger_dir, config.batch_size, len(plans))
         bar.n = frame.height  # the batches of workers that died did not report
         kept = result.outcomes["ok"]
@@ -302,8 +332,9 @@ def _merge_ledgers(ledger_dir: Path, size: int, count: int, target: Path) -> Non
 def extract_run(task: RunTask) -> list[BatchResult]:
     """Worker: extract consecutive batches, each written as its ledger, then its HDF5 file.
 
-    The batches are read as one: one scene search, one DEM and WorldCover search, and
-    the bands are read band by band over the footprints of a column of internal tiles
+    The batches are read as one: with the scenes of one scene search and the tiles of
+    one DEM and one WorldCover search (made by the main process), the bands are read
+    band by band over the footprints of a column of internal tiles
     at a time, so each internal tile is fetched and decoded once, also along the edges
     between the batches (GDAL's block cache only needs the tiles of about one column).
     A batch is written as soon as its last footprint is done (batches follow the tile
@@ -321,20 +352,12 @@ def extract_run(task: RunTask) -> list[BatchResult]:
         results.append(_write_batch(task.batches[index], ledger, samples, settings, seconds))
 
     with rasterio.Env(**env), _AssetCache(settings.profile) as assets:
-        try:
-            search = SceneSearch(
-                settings.profile,
-                max_cloud_cover=settings.max_cloud_cover,
-                search_days=settings.search_days,
-            )
-            found = search.find([_query(row) for rows in batches for row in rows])
-            auxiliary = _AuxiliaryItems(search, batches, settings)
-        except Exception as error:  # the STAC API is unreachable: every footprint fails
-            message = redact(f"{type(error).__name__}: {error}")[:300]
+        scenes = task.scenes
+        if scenes.auxiliary is None:
             for index, rows in enumerate(batches):
-                write(index, [_entry(row, "read_error", "", message) for row in rows], [])
+                write(index, [_entry(row, "read_error", "", scenes.error) for row in rows], [])
         else:
-            _extract_footprints(batches, settings, assets, found, auxiliary, write)
+            _extract_footprints(batches, settings, assets, scenes.found, scenes.auxiliary, write)
     return results
 
 
@@ -531,6 +554,33 @@ class _AssetCache:
         if href not in self.datasets:
             self.datasets[href] = self.stack.enter_context(open_asset(href, self.signer))
         return self.datasets[href]
+
+
+def _search_run(
+    run: tuple[BatchTask, ...], settings: ExtractSettings, local: threading.local
+) -> RunScenes:
+    """A run's scene search (grouped) and its DEM and WorldCover searches.
+
+    Runs in a thread of the main process; each thread keeps its own `SceneSearch`
+    (HTTP session) in ``local``. Any failure, once the retries are spent, is the run's
+    error: its footprints become read errors, the other runs go on.
+    """
+    batches = [list(batch.footprints) for batch in run]
+    try:
+        search = getattr(local, "search", None)
+        if search is None:
+            search = local.search = SceneSearch(
+                settings.profile,
+                max_cloud_cover=settings.max_cloud_cover,
+                search_days=settings.search_days,
+            )
+        found = search.find([_query(row) for rows in batches for row in rows])
+        auxiliary = _AuxiliaryItems(search, batches, settings)
+    except Exception as error:  # the STAC API is unreachable: every footprint fails
+        where = f"STAC API {settings.profile.stac_url}"
+        message = redact(f"{where}: {type(error).__name__}: {str(error).strip()}")[:300]
+        return RunScenes(SceneSearchResult(), None, message)
+    return RunScenes(found, auxiliary)
 
 
 class _AuxiliaryItems:

@@ -438,3 +438,30 @@ def test_batches_are_written_as_they_complete(world, profile, tmp_path, monkeypa
         arrays = read_arrays(tmp_path / "out" / "train" / "hdf5_batch_data" / f"batch_3_{index}.h5")
         stored += [int(s) for s in arrays["GEDI Shot Number"][:, 0]]
     assert sorted(stored) == sorted(kept) and len(stored) == len(set(stored))
+
+
+def test_an_unreachable_stac_api_fails_every_footprint_and_writes_every_batch(
+    world, served_world_factory, tmp_path
+):
+    """Searches are made by the main process, ahead of the workers: when they fail, each
+    footprint still gets its outcome, and every batch is written (empty), so a re-run
+    does not redo them unasked."""
+    served = served_world_factory(world.root, world.item_files(PC), world.collection_files(PC))
+    # an HTTP server that is not a STAC API: 404 for the landing page (not retried)
+    broken = replace(
+        PLANETARY_COMPUTER, stac_url=f"{served.files_url}/no-stac-here", gdal_env=served.gdal_env
+    )
+    alps = scene_on(world, "32TMT", datetime(2021, 7, 3, tzinfo=UTC))
+    subset = tmp_path / "subset.csv"
+    pl.DataFrame(grid_rows(alps, 3, 3, 900)).write_csv(subset, separator=";")
+    config = PipelineConfig(output_dir=tmp_path / "out", batch_size=2, num_processors=1)
+    result = extract_split(config, "train", subset, broken, SerialExecutor(), progress=False)
+    assert result.outcomes == {"read_error": 3}
+    ledger = pl.read_csv(result.ledger, separator=";")
+    assert ledger["shot_number"].sort().to_list() == [900, 901, 902]
+    # what failed, and where
+    assert set(ledger["detail"]) == {f"STAC API {broken.stac_url}: APIError: not found"}
+    batches = sorted((tmp_path / "out" / "train" / "hdf5_batch_data").glob("*.h5"))
+    assert [path.name for path in batches] == ["batch_2_0.h5", "batch_2_1.h5"]
+    for path in batches:
+        assert check_file(path) == 0  # valid files without samples
