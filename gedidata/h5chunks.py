@@ -24,9 +24,9 @@ left to HDF5."""
 def write_rows(dataset: h5py.Dataset, start: int, values: np.ndarray) -> None:
     """``dataset[start : start + len(values)] = values``.
 
-    When the dataset's chunks are one sample each and deflate (with or without the
-    shuffle filter) is its only compression, the chunks are compressed here and
-    written directly; otherwise HDF5 writes them.
+    When the dataset's chunks are one sample each, deflate (with or without the shuffle
+    filter) is its only compression and ``values`` already have its dtype, the chunks
+    are compressed here and written directly; otherwise HDF5 writes them.
     """
     values = np.asarray(values)
     if not len(values):
@@ -41,7 +41,8 @@ def write_rows(dataset: h5py.Dataset, start: int, values: np.ndarray) -> None:
             f"dataset {dataset.name!r}: rows {start}..{start + len(values) - 1} are "
             f"outside its {dataset.shape[0]} samples"
         )
-    if not _compressed_per_sample(dataset):
+    # values of another dtype go through HDF5's conversion (it clips where a cast wraps)
+    if values.dtype != dataset.dtype or not _compressed_per_sample(dataset):
         dataset[start : start + len(values)] = values
         return
     rest = (0,) * (len(dataset.shape) - 1)
@@ -51,9 +52,9 @@ def write_rows(dataset: h5py.Dataset, start: int, values: np.ndarray) -> None:
 
 
 def encoded_chunks(values: np.ndarray, dataset: h5py.Dataset) -> list[bytes]:
-    """Each row of ``values`` as the bytes the dataset's filters (shuffle, if declared,
-    then deflate at a level ISA-L has) make of it."""
-    data = np.ascontiguousarray(values, dtype=dataset.dtype)
+    """Each row of ``values`` (of the dataset's dtype) as the bytes the dataset's filters
+    (shuffle, if declared, then deflate at a level ISA-L has) make of it."""
+    data = np.ascontiguousarray(values)
     size = data.dtype.itemsize
     rows = data.reshape(len(data), -1).view(np.uint8)
     if dataset.shuffle and size > 1:

@@ -106,3 +106,16 @@ def test_rows_that_do_not_fit_are_refused(tmp_path) -> None:
             write_rows(dataset, 1, values)
         with pytest.raises(ValueError, match=r"'/x'.*\(1, 32, 32\) expected"):
             write_rows(dataset, 0, values[:, :, :16])
+
+
+def test_values_of_another_dtype_are_converted_by_hdf5(tmp_path) -> None:
+    """A cast numpy would wrap (70000 into uint16) is left to HDF5, which clips it."""
+    with h5py.File(tmp_path / "f.h5", "w") as file:
+        dataset = file.create_dataset(
+            "x", shape=(2, 1, 2, 2), dtype="uint16", chunks=(1, 1, 2, 2),
+            compression="gzip", compression_opts=1, shuffle=True,
+        )  # fmt: skip
+        write_rows(dataset, 0, np.array([[[[1, 70000], [3, 4]]], [[[5, 6], [7, 8]]]]))
+        stored = dataset[...]
+    assert stored[0, 0].tolist() == [[1, 65535], [3, 4]]
+    assert stored[1, 0].tolist() == [[5, 6], [7, 8]]
