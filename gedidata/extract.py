@@ -20,9 +20,9 @@ import csv
 import logging
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -266,26 +266,17 @@ def extract_split(
         bar.set_postfix(kept=shown["ok"], rejected=shown.total() - shown["ok"], refresh=False)
         bar.update(sum(outcomes.values()))  # (draws the bar with the counts above)
 
-    # The runs' searches go on in threads here, from now on: the first ones while the
-    # workers start, the others while the first runs are extracted. A run is handed to
-    # a worker once its searches are done (the pool takes tasks as they come).
-    searcher = ThreadPoolExecutor(
-        max(1, min(config.num_processors, len(runs))), thread_name_prefix="gedidata-stac"
-    )
-    local = threading.local()
-    searches = [searcher.submit(_search_run, run, settings, local) for run in runs]
-    run_tasks = (
-        RunTask(run, settings, search.result()) for run, search in zip(runs, searches, strict=True)
-    )
+    # the first runs' searches start now, while the workers start
+    searched = _SearchAhead(runs, settings, min(config.num_processors, len(runs)))
     with bar:
         bar.update(sum(len(plans[index]) for index in done if index < len(plans)))
         try:
             for _ in executor.map_unordered(
-                extract_run, run_tasks, on_progress=show if progress else None
+                extract_run, searched, on_progress=show if progress else None
             ):
                 pass
         finally:
-            searcher.shutdown(wait=False, cancel_futures=True)
+            searched.close()
         result.outcomes = _ledger_outcomes(ledger_dir, config.batch_size, len(plans))
         bar.n = frame.height  # the batches of workers that died did not report
         kept = result.outcomes["ok"]
@@ -334,12 +325,12 @@ def extract_run(task: RunTask) -> list[BatchResult]:
 
     The batches are read as one: with the scenes of one scene search and the tiles of
     one DEM and one WorldCover search (made by the main process), the bands are read
-    band by band over the footprints of a column of internal tiles
-    at a time, so each internal tile is fetched and decoded once, also along the edges
-    between the batches (GDAL's block cache only needs the tiles of about one column).
-    A batch is written as soon as its last footprint is done (batches follow the tile
-    columns, so only a few are open at a time); its ledger and samples come out as if it
-    had been extracted alone.
+    band by band over the footprints of a column of internal tiles at a time, so each
+    internal tile is fetched and decoded once, also along the edges between the batches
+    (GDAL's block cache only needs the tiles of about one column). A batch is written as
+    soon as its last footprint is done (batches follow the tile columns, so only a few
+    are open at a time); its ledger and samples come out as if it had been extracted
+    alone.
     """
     started = time.monotonic()
     settings = task.settings
@@ -556,13 +547,51 @@ class _AssetCache:
         return self.datasets[href]
 
 
+class _SearchAhead:
+    """The runs as `RunTask`s, their STAC searches made in threads of this process ahead
+    of the worker that takes them.
+
+    The first ``threads`` runs' searches start at once (while the workers start); each
+    run handed out starts the search of the next, so only a few runs' results are held
+    at a time. A pool takes a task when a worker is free, so the searches keep ahead of
+    the extraction without holding it back.
+    """
+
+    def __init__(
+        self, runs: list[tuple[BatchTask, ...]], settings: ExtractSettings, threads: int
+    ) -> None:
+        self._runs = iter(runs)
+        self._settings = settings
+        self._threads = ThreadPoolExecutor(max(1, threads), thread_name_prefix="gedidata-stac")
+        self._local = threading.local()  # a `SceneSearch` (HTTP session) per thread
+        self._ahead: deque[tuple[tuple[BatchTask, ...], Future[RunScenes]]] = deque()
+        for _ in range(max(1, threads)):
+            self._start_next()
+
+    def _start_next(self) -> None:
+        run = next(self._runs, None)
+        if run is not None:
+            search = self._threads.submit(_search_run, run, self._settings, self._local)
+            self._ahead.append((run, search))
+
+    def __iter__(self) -> Iterator[RunTask]:
+        while self._ahead:
+            run, search = self._ahead.popleft()
+            self._start_next()
+            yield RunTask(run, self._settings, search.result())
+
+    def close(self) -> None:
+        """Stop searching (a search under way ends on its own)."""
+        self._threads.shutdown(wait=False, cancel_futures=True)
+
+
 def _search_run(
     run: tuple[BatchTask, ...], settings: ExtractSettings, local: threading.local
 ) -> RunScenes:
     """A run's scene search (grouped) and its DEM and WorldCover searches.
 
-    Runs in a thread of the main process; each thread keeps its own `SceneSearch`
-    (HTTP session) in ``local``. Any failure, once the retries are spent, is the run's
+    Runs in a thread of the main process (`_SearchAhead`); each thread keeps its own
+    `SceneSearch` in ``local``. Any failure, once the retries are spent, is the run's
     error: its footprints become read errors, the other runs go on.
     """
     batches = [list(batch.footprints) for batch in run]

@@ -465,3 +465,41 @@ def test_an_unreachable_stac_api_fails_every_footprint_and_writes_every_batch(
     assert [path.name for path in batches] == ["batch_2_0.h5", "batch_2_1.h5"]
     for path in batches:
         assert check_file(path) == 0  # valid files without samples
+
+
+def test_searches_keep_a_few_runs_ahead_of_the_runs_handed_out(monkeypatch, tmp_path):
+    """The first runs' searches start at once (while the workers start); each run
+    handed out starts one more, so a long job does not hold every run's results."""
+    import threading
+    import time
+    from pathlib import Path
+
+    from gedidata import extract
+    from gedidata.extract import BatchTask, ExtractSettings, RunScenes
+    from gedidata.sources.search import SceneSearchResult
+
+    started: list[int] = []
+    lock = threading.Lock()
+
+    def search_run(run, settings, local):  # stands in for the STAC searches
+        with lock:
+            started.append(run[0].index)
+        return RunScenes(SceneSearchResult(), None, f"run {run[0].index}")
+
+    monkeypatch.setattr(extract, "_search_run", search_run)
+    settings = ExtractSettings.from_config(PipelineConfig(output_dir=tmp_path), PLANETARY_COMPUTER)
+    runs = [(BatchTask(i, Path(f"b{i}.h5"), Path(f"l{i}.csv"), ()),) for i in range(5)]
+    ahead = extract._SearchAhead(runs, settings, threads=2)
+    try:
+        deadline = time.monotonic() + 10
+        while len(started) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)
+        assert sorted(started) == [0, 1]  # two searched at once, no more yet
+        tasks = iter(ahead)
+        first = next(tasks)
+        assert first.batches == runs[0] and first.scenes.error == "run 0"
+        assert [task.scenes.error for task in tasks] == [f"run {i}" for i in range(1, 5)]
+        assert sorted(started) == [0, 1, 2, 3, 4]
+    finally:
+        ahead.close()
