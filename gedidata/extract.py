@@ -20,9 +20,9 @@ import csv
 import logging
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -553,8 +553,9 @@ class _SearchAhead:
 
     The first ``threads`` runs' searches start at once (while the workers start); each
     run handed out starts the search of the next, so only a few runs' results are held
-    at a time. A pool takes a task when a worker is free, so the searches keep ahead of
-    the extraction without holding it back.
+    at a time. Runs are handed out as their searches finish, so a slow search holds
+    back only its own run. A pool takes a task when a worker is free, so the searches
+    keep ahead of the extraction.
     """
 
     def __init__(
@@ -564,7 +565,7 @@ class _SearchAhead:
         self._settings = settings
         self._threads = ThreadPoolExecutor(max(1, threads), thread_name_prefix="gedidata-stac")
         self._local = threading.local()  # a `SceneSearch` (HTTP session) per thread
-        self._ahead: deque[tuple[tuple[BatchTask, ...], Future[RunScenes]]] = deque()
+        self._ahead: dict[Future[RunScenes], tuple[BatchTask, ...]] = {}
         for _ in range(max(1, threads)):
             self._start_next()
 
@@ -572,13 +573,15 @@ class _SearchAhead:
         run = next(self._runs, None)
         if run is not None:
             search = self._threads.submit(_search_run, run, self._settings, self._local)
-            self._ahead.append((run, search))
+            self._ahead[search] = run
 
     def __iter__(self) -> Iterator[RunTask]:
         while self._ahead:
-            run, search = self._ahead.popleft()
-            self._start_next()
-            yield RunTask(run, self._settings, search.result())
+            finished, _ = wait(self._ahead, return_when=FIRST_COMPLETED)
+            for search in finished:
+                run = self._ahead.pop(search)
+                self._start_next()
+                yield RunTask(run, self._settings, search.result())
 
     def close(self) -> None:
         """Stop searching (a search under way ends on its own)."""

@@ -469,7 +469,8 @@ def test_an_unreachable_stac_api_fails_every_footprint_and_writes_every_batch(
 
 def test_searches_keep_a_few_runs_ahead_of_the_runs_handed_out(monkeypatch, tmp_path):
     """The first runs' searches start at once (while the workers start); each run
-    handed out starts one more, so a long job does not hold every run's results."""
+    handed out starts one more, so a long job does not hold every run's results; runs
+    go out as their searches finish, so a slow search holds back only its own run."""
     import threading
     import time
     from pathlib import Path
@@ -480,26 +481,39 @@ def test_searches_keep_a_few_runs_ahead_of_the_runs_handed_out(monkeypatch, tmp_
 
     started: list[int] = []
     lock = threading.Lock()
+    slow = threading.Event()
 
     def search_run(run, settings, local):  # stands in for the STAC searches
         with lock:
             started.append(run[0].index)
+        if run[0].index == 0:
+            slow.wait(10)  # a slow search: until the test lets it end
         return RunScenes(SceneSearchResult(), None, f"run {run[0].index}")
 
     monkeypatch.setattr(extract, "_search_run", search_run)
     settings = ExtractSettings.from_config(PipelineConfig(output_dir=tmp_path), PLANETARY_COMPUTER)
     runs = [(BatchTask(i, Path(f"b{i}.h5"), Path(f"l{i}.csv"), ()),) for i in range(5)]
+
+    def settled(count: int) -> list[int]:
+        deadline = time.monotonic() + 10
+        while len(started) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)  # (time for a search too many to start)
+        return sorted(started)
+
     ahead = extract._SearchAhead(runs, settings, threads=2)
     try:
-        deadline = time.monotonic() + 10
-        while len(started) < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(0.2)
-        assert sorted(started) == [0, 1]  # two searched at once, no more yet
+        assert settled(2) == [0, 1]  # two searched at once, no more yet
         tasks = iter(ahead)
-        first = next(tasks)
-        assert first.batches == runs[0] and first.scenes.error == "run 0"
-        assert [task.scenes.error for task in tasks] == [f"run {i}" for i in range(1, 5)]
+        first = next(tasks)  # run 1: run 0's search is still under way
+        assert first.batches == runs[1] and first.scenes.error == "run 1"
+        assert settled(3) == [0, 1, 2]
+        second = next(tasks)  # run 2, whose search ended while run 0's goes on
+        assert second.scenes.error == "run 2"
+        slow.set()
+        rest = [task.scenes.error for task in tasks]
+        assert sorted(rest) == [f"run {i}" for i in (0, 3, 4)]
         assert sorted(started) == [0, 1, 2, 3, 4]
     finally:
+        slow.set()
         ahead.close()
