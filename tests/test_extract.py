@@ -517,3 +517,49 @@ def test_searches_keep_a_few_runs_ahead_of_the_runs_handed_out(monkeypatch, tmp_
     finally:
         slow.set()
         ahead.close()
+
+
+def test_the_bands_of_a_chunk_are_read_side_by_side(world, profile, monkeypatch, tmp_path):
+    """Bands are read in threads, `PARALLEL_BANDS` at once (with a distant store, GDAL
+    then fetches several bands' tiles in the same round trip), and what they read is
+    what one band at a time reads."""
+    import threading
+    import time
+
+    from gedidata import extract
+
+    alps = scene_on(world, "32TMT", datetime(2021, 7, 3, tzinfo=UTC))
+    subset = tmp_path / "subset.csv"
+    pl.DataFrame(grid_rows(alps, 3, 3, 950)).write_csv(subset, separator=";")
+
+    def run(name: str) -> dict:
+        config = PipelineConfig(output_dir=tmp_path / name, batch_size=10, num_processors=1)
+        result = extract_split(config, "train", subset, profile, SerialExecutor(), progress=False)
+        assert result.outcomes == {"ok": 3}
+        return read_arrays(tmp_path / name / "train" / "hdf5_batch_data" / "batch_10_0.h5")
+
+    monkeypatch.setattr(extract, "PARALLEL_BANDS", 1)
+    one_at_a_time = run("serial")
+    monkeypatch.undo()
+
+    reading, most = 0, 0
+    lock = threading.Lock()
+    read_band = extract._read_band
+
+    def counted(dataset, band, items):
+        nonlocal reading, most
+        with lock:
+            reading += 1
+            most = max(most, reading)
+        try:
+            time.sleep(0.05)  # long enough for the other threads to come in
+            return read_band(dataset, band, items)
+        finally:
+            with lock:
+                reading -= 1
+
+    monkeypatch.setattr(extract, "_read_band", counted)
+    side_by_side = run("threads")
+    assert most == extract.PARALLEL_BANDS > 1
+    for key in one_at_a_time:
+        np.testing.assert_array_equal(one_at_a_time[key], side_by_side[key], err_msg=key)
