@@ -567,12 +567,13 @@ class _SearchAhead:
     def __init__(
         self, runs: list[tuple[BatchTask, ...]], settings: ExtractSettings, threads: int
     ) -> None:
+        threads = max(1, threads)
         self._runs = iter(runs)
         self._settings = settings
-        self._threads = ThreadPoolExecutor(max(1, threads), thread_name_prefix="gedidata-stac")
+        self._threads = ThreadPoolExecutor(threads, thread_name_prefix="gedidata-stac")
         self._local = threading.local()  # a `SceneSearch` (HTTP session) per thread
         self._ahead: dict[Future[RunScenes], tuple[BatchTask, ...]] = {}
-        for _ in range(max(1, threads)):
+        for _ in range(threads):
             self._start_next()
 
     def _start_next(self) -> None:

@@ -672,6 +672,7 @@ def _read_windows(
     width, height = (int(boxes[:, k].max()) if len(boxes) else 0 for k in (2, 3))
     out = np.full((len(windows), height, width), fill, dtype=dtype)
     block_rows, block_cols = dataset.block_shapes[band - 1]
+    blocks_across = dataset.width // block_cols + 1  # block (i, j) is i * blocks_across + j
     # each window's part on the raster: columns c0..c1, rows r0..r1 (ends excluded)
     c0 = np.maximum(boxes[:, 0], 0)
     r0 = np.maximum(boxes[:, 1], 0)
@@ -681,9 +682,7 @@ def _read_windows(
     if not len(on):
         return out
     # a cluster: the windows whose centre lies on one block
-    centre = ((r0 + r1) // 2 // block_rows) * (dataset.width // block_cols + 1) + (
-        (c0 + c1) // 2 // block_cols
-    )
+    centre = (r0 + r1) // 2 // block_rows * blocks_across + (c0 + c1) // 2 // block_cols
     _, cluster = np.unique(centre[on], return_inverse=True)
     by_cluster = np.argsort(cluster, kind="stable")
     members_of = np.split(on[by_cluster], np.flatnonzero(np.diff(cluster[by_cluster])) + 1)
@@ -702,7 +701,7 @@ def _read_windows(
     run_of, runs = _column_runs(reads[:, 0], reads[:, 1])
     # runs, and the reads in each, in descending file order: /vsicurl/ takes a read that
     # starts where its last download ended as sequential and doubles it into the next tile
-    position = reads[:, 0] * (dataset.width // block_cols + 1) + reads[:, 1]
+    position = reads[:, 0] * blocks_across + reads[:, 1]
     last_of_run = np.zeros(len(runs), dtype=np.int64)
     np.maximum.at(last_of_run, run_of, position)
     order = np.lexsort((reads[:, 2], position, last_of_run[run_of]))[::-1]
