@@ -275,7 +275,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return inspect_main(argv[1:])
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose, args.quiet, args.log_file)
+    from gedidata.interrupts import restore_python_sigint
     from gedidata.pipeline import format_summary, fuse_only, run_pipeline
+
+    restore_python_sigint()  # (after polars is imported: Ctrl-C must stop waits too)
 
     extra_outputs: list[Path] = []
     try:

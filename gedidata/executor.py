@@ -10,16 +10,24 @@ on handlers inherited through fork). A task reports progress while it runs with
 `report_progress`; the caller's ``on_progress`` receives it in the main process (over a
 queue, from a listener thread). Another engine (Dask, a cluster) only needs to
 implement `map_unordered`.
+
+Tasks are taken from the caller's iterable in the caller's thread, one as each worker
+frees up, so an iterable that prepares tasks lazily (extract's STAC searches) runs ahead
+of the workers by no more than that, and a Ctrl-C while it waits ends the map at once.
+`DaemonThreads` runs such preparation in threads that never hold the process at exit.
 """
 
 from __future__ import annotations
 
 import gc
+import itertools
 import logging
 import logging.handlers
 import multiprocessing
+import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future
 from multiprocessing import forkserver
 from typing import Any, Protocol, TypeVar
 
@@ -124,8 +132,35 @@ class ProcessExecutor:
             relay.start()
         initargs = (log_queue, root.level, progress_queue)
         pool = self.context.Pool(self.processes, initializer=_init_worker, initargs=initargs)
+        finished: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
+
+        def submit(task: Task) -> None:
+            pool.apply_async(
+                function,
+                (task,),
+                callback=lambda result: finished.put((True, result)),
+                error_callback=lambda error: finished.put((False, error)),
+            )
+
         try:
-            yield from pool.imap_unordered(function, tasks, chunksize=1)
+            # Tasks are taken from `tasks` here, in the caller's thread, one as each
+            # worker frees up, not by the pool's own task thread: the pool joins that
+            # thread when it stops, so a task iterator that blocks (waiting for a STAC
+            # search) kept a Ctrl-C waiting as long as it did.
+            upcoming = iter(tasks)
+            running = 0
+            for task in itertools.islice(upcoming, self.processes):
+                submit(task)
+                running += 1
+            while running:
+                ok, value = finished.get()
+                running -= 1
+                if not ok:
+                    raise value
+                for task in itertools.islice(upcoming, 1):  # keep the worker busy
+                    submit(task)
+                    running += 1
+                yield value
             # workers that exit normally flush what they queued (logs, progress)
             pool.close()
             pool.join()
@@ -137,6 +172,42 @@ class ProcessExecutor:
                 progress_queue.put(_END)  # after every worker's updates (the pool is closed)
                 relay.join()
                 progress_queue.close()
+
+
+class DaemonThreads:
+    """A few daemon threads that run submitted calls, results as `Future`s.
+
+    Unlike `ThreadPoolExecutor`'s threads, which the interpreter joins at exit, these
+    let a process that is told to stop (Ctrl-C) exit while a call still waits on the
+    network: a STAC search that hangs can take minutes to give up (timeouts, retries).
+    """
+
+    def __init__(self, count: int, name: str) -> None:
+        self._calls: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple] | None]
+        self._calls = queue.SimpleQueue()
+        self._count = count
+        for index in range(count):
+            threading.Thread(target=self._work, name=f"{name}_{index}", daemon=True).start()
+
+    def submit(self, function: Callable[..., Result], *args: Any) -> Future[Result]:
+        future: Future[Result] = Future()
+        self._calls.put((future, function, args))
+        return future
+
+    def shutdown(self) -> None:
+        """Each thread ends once the calls submitted so far are done or cancelled."""
+        for _ in range(self._count):
+            self._calls.put(None)
+
+    def _work(self) -> None:
+        while (call := self._calls.get()) is not None:
+            future, function, args = call
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(function(*args))
+            except BaseException as error:  # handed to whoever waits on the future
+                future.set_exception(error)
 
 
 _END = "__gedidata_progress_end__"

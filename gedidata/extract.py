@@ -51,7 +51,13 @@ from gedidata.batches import (
 )
 from gedidata.config import PipelineConfig, SclLimits
 from gedidata.errors import GedidataError
-from gedidata.executor import Executor, ProcessExecutor, SerialExecutor, report_progress
+from gedidata.executor import (
+    DaemonThreads,
+    Executor,
+    ProcessExecutor,
+    SerialExecutor,
+    report_progress,
+)
 from gedidata.gedi import delta_time_to_datetime
 from gedidata.geometry import WINDOW_SIZE
 from gedidata.quality import scl_rejection, scl_stats, slope_rejection
@@ -570,7 +576,7 @@ class _SearchAhead:
         threads = max(1, threads)
         self._runs = iter(runs)
         self._settings = settings
-        self._threads = ThreadPoolExecutor(threads, thread_name_prefix="gedidata-stac")
+        self._threads = DaemonThreads(threads, "gedidata-stac")
         self._local = threading.local()  # a `SceneSearch` (HTTP session) per thread
         self._ahead: dict[Future[RunScenes], tuple[BatchTask, ...]] = {}
         for _ in range(threads):
@@ -591,8 +597,11 @@ class _SearchAhead:
                 yield RunTask(run, self._settings, search.result())
 
     def close(self) -> None:
-        """Stop searching (a search under way ends on its own)."""
-        self._threads.shutdown(wait=False, cancel_futures=True)
+        """Stop searching: searches not started are cancelled; one under way ends on its
+        own, in a daemon thread, so it keeps neither Ctrl-C nor the process waiting."""
+        for search in list(self._ahead):
+            search.cancel()  # (only those not started yet)
+        self._threads.shutdown()
 
 
 def _search_run(

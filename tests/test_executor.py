@@ -106,3 +106,100 @@ def test_preload_starts_the_server_at_once_and_workers_inherit_its_imports(tmp_p
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[True]"
+
+
+def test_tasks_are_taken_in_the_callers_thread_as_workers_free_up():
+    """The pool's own thread never iterates the tasks (it is joined when the pool stops,
+    so a task iterator that blocks would keep Ctrl-C waiting): each task is taken in the
+    caller's thread, the first `processes` at once, then one per finished task."""
+    import threading
+
+    taken: list[tuple[int, str]] = []
+    results: list[int] = []
+
+    def tasks():
+        for value in range(5):
+            taken.append((value, threading.current_thread().name))
+            yield value
+
+    for result in ProcessExecutor(2).map_unordered(abs, tasks()):
+        if not results:
+            # the first two went out at once; the third only when one of them was done
+            assert [value for value, _ in taken] == [0, 1, 2]
+        results.append(result)
+    assert sorted(results) == [0, 1, 2, 3, 4]
+    assert {name for _, name in taken} == {threading.main_thread().name}
+
+
+def test_daemon_threads_hand_back_results_and_errors_and_skip_cancelled_calls():
+    import threading
+    from concurrent.futures import wait
+
+    from gedidata.executor import DaemonThreads
+
+    release = threading.Event()
+    ran: list[str] = []
+
+    def call(name: str) -> str:
+        ran.append(name)
+        if name == "slow":
+            release.wait(10)
+        if name == "bad":
+            raise ValueError("bad call")
+        return name.upper()
+
+    threads = DaemonThreads(1, "test-daemon")
+    slow = threads.submit(call, "slow")
+    queued = threads.submit(call, "queued")  # waits behind "slow" on the one thread
+    assert queued.cancel()
+    bad = threads.submit(call, "bad")
+    release.set()
+    wait([slow, bad], timeout=10)
+    assert slow.result() == "SLOW"
+    with pytest.raises(ValueError, match="bad call"):
+        bad.result()
+    assert ran == ["slow", "bad"]  # the cancelled call never ran
+    workers = [t for t in threading.enumerate() if t.name.startswith("test-daemon")]
+    assert workers and all(t.daemon for t in workers)  # (they do not hold the exit)
+    threads.shutdown()
+
+
+INTERRUPT_SCRIPT = """
+import sys
+import threading
+
+import polars  # noqa: F401  (installs polars' own SIGINT handler)
+
+from gedidata.interrupts import restore_python_sigint
+
+if sys.argv[1] == "restore":
+    restore_python_sigint()
+print("waiting", flush=True)
+try:
+    threading.Event().wait()  # a main thread blocked on a lock, as while workers run
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+"""
+
+
+def test_ctrl_c_interrupts_a_blocked_main_thread_after_polars_is_imported(tmp_path):
+    """polars installs a SIGINT handler with SA_RESTART (pola-rs/polars#21739): a main
+    thread blocked on a lock then never sees KeyboardInterrupt. With Python's handler
+    put back, it does at once."""
+    import signal
+    import subprocess
+    import sys
+
+    script = tmp_path / "interrupt_probe.py"
+    script.write_text(INTERRUPT_SCRIPT)
+    process = subprocess.Popen(
+        [sys.executable, str(script), "restore"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None and process.stdout.readline() == "waiting\n"
+        time.sleep(0.3)  # (into the wait)
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert output == "interrupted\n"

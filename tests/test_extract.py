@@ -182,9 +182,12 @@ def test_pipeline_runs_extract_through_a_profile_file(world, profile, tmp_path):
         assert sorted(fused["GEDI Shot Number"][:, 0]) == [200, 201, 202]
 
 
-def test_sigkill_then_rerun_gives_the_same_samples(world, profile, tmp_path):
-    """Kill a running extract (main and workers) mid-way; the re-run completes it with
-    no duplicate and no unreadable file, and matches an uninterrupted run."""
+@pytest.mark.parametrize("stop", ["SIGKILL", "SIGINT"])
+def test_stop_then_rerun_gives_the_same_samples(stop, world, profile, tmp_path):
+    """Kill (SIGKILL) or interrupt (SIGINT, a terminal's Ctrl-C) a running extract, main
+    and workers, mid-way; the re-run completes it with no duplicate and no unreadable
+    file, and matches an uninterrupted run. Ctrl-C ends the run at once, with exit
+    status 130."""
     import os
     import signal
     import subprocess
@@ -224,8 +227,13 @@ def test_sigkill_then_rerun_gives_the_same_samples(world, profile, tmp_path):
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(list(batches.glob("batch_*.h5"))) < 3:
         time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    os.killpg(process.pid, getattr(signal, stop))
+    try:
+        returncode = process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert returncode == (130 if stop == "SIGINT" else -signal.SIGKILL)
     done_before = len(list(batches.glob("batch_*.h5")))
     assert 3 <= done_before < 28  # killed mid-way
 
@@ -563,3 +571,82 @@ def test_the_bands_of_a_chunk_are_read_side_by_side(world, profile, monkeypatch,
     assert most == extract.PARALLEL_BANDS > 1
     for key in one_at_a_time:
         np.testing.assert_array_equal(one_at_a_time[key], side_by_side[key], err_msg=key)
+
+
+class _HungStacApi:
+    """An HTTP server on 127.0.0.1 that answers nothing until released, like a STAC API
+    that hangs; `asked` is set once a request is in."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.asked = threading.Event()
+        self.release = threading.Event()
+        api = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                api.asked.set()
+                api.release.wait(120)
+                self.send_error(503)
+
+            do_POST = do_GET
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_ctrl_c_stops_extract_at_once_while_a_stac_search_hangs(processes, tmp_path):
+    """Ctrl-C (SIGINT to the process group, as a terminal sends it) while extract waits
+    for a STAC search that hangs: the run stops at once with exit status 130 and says how
+    to resume, instead of waiting for the search's timeouts and retries (minutes)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+
+    api = _HungStacApi()
+    try:
+        when = datetime(2021, 7, 3, 10, 30, tzinfo=UTC)
+        rows = [shot_row(8.5 + 0.01 * i, 47.5, when, 700 + i) for i in range(4)]
+        subset = tmp_path / "subset.csv"
+        pl.DataFrame(rows).write_csv(subset, separator=";")
+        toml = tmp_path / "hung.toml"
+        toml.write_text(profile_toml(replace(PLANETARY_COMPUTER, stac_url=api.url)))
+        out = tmp_path / "out"
+        command = [sys.executable, str(REPO / "create_dataset.py"), str(out),
+                   "--path-subset-csv-train", str(subset), "--path-subset-csv-test", str(subset),
+                   "--source", str(toml), "--batch-size", "2",
+                   "--num-processors", str(processes), "--stop-after", "extract", "-q"]  # fmt: skip
+        process = subprocess.Popen(
+            command, start_new_session=True, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            assert api.asked.wait(60), "extract never asked the STAC API"
+            time.sleep(0.5)  # (the main process is waiting for the search now)
+            os.killpg(process.pid, signal.SIGINT)
+            _, errors = process.communicate(timeout=30)  # the search would hang for 120 s
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+    finally:
+        api.close()
+    assert process.returncode == 130, errors
+    assert "interrupted; re-run the same command to resume" in errors
+    assert not list(out.rglob(".*tmp*"))  # nothing half-written
