@@ -24,7 +24,10 @@ def restore_python_sigint() -> None:
     """
     import polars  # noqa: F401  (imported first: its import installs the handler)
 
-    if threading.current_thread() is threading.main_thread():
+    if threading.current_thread() is not threading.main_thread():
+        return
+    handler = signal.getsignal(signal.SIGINT)
+    if handler is not None:  # (None: not installed from Python, e.g. an embedding host)
         # Python's table still holds its own handler; setting it again reinstalls
         # Python's C-level handler in place of polars'
-        signal.signal(signal.SIGINT, signal.getsignal(signal.SIGINT))
+        signal.signal(signal.SIGINT, handler)
