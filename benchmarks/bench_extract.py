@@ -15,7 +15,7 @@ unique internal COG tiles the windows touch), the largest worker's peak RSS (Lin
 and do nothing else, which no extract on this machine can beat. Run by hand:
 
     python benchmarks/bench_extract.py [--footprints 2000] [--original-footprints 100]
-        [--texture 300] [--latency-ms 0] [--scaling N ...]
+        [--texture 300] [--passes 0] [--latency-ms 0] [--scaling N ...]
 """
 
 from __future__ import annotations
@@ -91,10 +91,17 @@ def add_texture(world, scene, amplitude: int = DEFAULT_TEXTURE_DN) -> None:
         temporary.replace(path)
 
 
-def make_footprints(scene, count: int, seed: int = 0) -> pl.DataFrame:
-    import polars as pl
+GEDI_INCLINATION_DEG = 51.6
+"""The ISS orbit's inclination: it sets the heading of GEDI's ground tracks."""
+BEAM_OFFSETS_M = (np.arange(8) - 3.5) * 600.0
+"""GEDI's 8 beams: parallel ground tracks ~600 m apart."""
+SHOT_SPACING_M = 60.0
+"""Along-track distance between two shots of one beam."""
 
-    rng = np.random.default_rng(seed)
+
+def uniform_points(scene, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """`count` points anywhere on the scene (400 m inside its valid footprint): the
+    worst case for tile reuse, every internal tile holds a few windows."""
     west, south, east, north = scene.bounds
     ring = shapely.Polygon(scene.footprint_utm).buffer(-400)
     xs, ys = [], []
@@ -103,6 +110,62 @@ def make_footprints(scene, count: int, seed: int = 0) -> pl.DataFrame:
         if ring.contains(shapely.Point(x, y)):
             xs.append(x)
             ys.append(y)
+    return np.array(xs), np.array(ys)
+
+
+def track_points(
+    scene, count: int, passes: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """`count` shots on `passes` GEDI passes across the scene, in shot order (pass,
+    beam, along the track): each pass is 8 beams 600 m apart with a shot every 60 m,
+    heading as an orbit of 51.6 deg inclination crosses the scene's latitude (ascending
+    or descending at random); `count` of all their shots inside the scene (400 m inside
+    its valid footprint) are kept at random, as quality filters and the subset stage
+    thin a real pass."""
+    west, south, east, north = scene.bounds
+    ring = shapely.Polygon(scene.footprint_utm).buffer(-400)
+    _, latitude = scene.to_lonlat((west + east) / 2, (south + north) / 2)
+    sine = np.cos(np.radians(GEDI_INCLINATION_DEG)) / np.cos(np.radians(latitude))
+    azimuth = np.arcsin(min(1.0, sine))  # heading from north of an ascending track
+    centre = np.array([(west + east) / 2, (south + north) / 2])
+    half = np.hypot(east - west, north - south) / 2
+    along_steps = np.arange(-half, half, SHOT_SPACING_M)
+    shots_x, shots_y, keys = [], [], []
+    for number in range(passes):
+        heading = azimuth if rng.integers(2) else np.pi - azimuth  # ascending/descending
+        along = np.array([np.sin(heading), np.cos(heading)])
+        across = np.array([along[1], -along[0]])
+        # the pass's centre line: anywhere that leaves the scene a few km of track
+        origin = centre + across * rng.uniform(-0.4, 0.4) * (east - west)
+        for beam, offset in enumerate(BEAM_OFFSETS_M):
+            x = origin[0] + across[0] * offset + along[0] * along_steps
+            y = origin[1] + across[1] * offset + along[1] * along_steps
+            inside = shapely.contains_xy(ring, x, y)
+            shots_x.append(x[inside])
+            shots_y.append(y[inside])
+            keys.append(np.full(int(inside.sum()), number * 8 + beam))
+    xs, ys = np.concatenate(shots_x), np.concatenate(shots_y)
+    if len(xs) < count:
+        raise SystemExit(f"{passes} passes have {len(xs):,} shots on the scene, < {count:,}")
+    kept = np.sort(rng.choice(len(xs), count, replace=False))  # shot order
+    return xs[kept], ys[kept]
+
+
+def make_footprints(
+    scene, count: int, seed: int = 0, passes: int = 0, sample: int | None = None
+) -> pl.DataFrame:
+    """`count` footprints on the scene: anywhere (`passes` 0) or on GEDI passes; with
+    `sample`, that many of them at random, still in shot order (for (a))."""
+    import polars as pl
+
+    rng = np.random.default_rng(seed)
+    if passes:
+        xs, ys = track_points(scene, count, passes, rng)
+    else:
+        xs, ys = uniform_points(scene, count, rng)
+    if sample is not None:
+        kept = np.sort(np.random.default_rng(seed + 1).choice(count, sample, replace=False))
+        xs, ys, count = xs[kept], ys[kept], sample
     lons, lats = scene.to_lonlat(np.array(xs), np.array(ys))
     when = scene.datetime.astimezone(UTC)
     naive = when.replace(tzinfo=None)
@@ -277,7 +340,7 @@ def report(name: str, count: int, seconds: float, log, mark: int, stac: int, pre
 
 def run_gedidata(args, world, scene, served, proxy, count: int) -> dict[str, float]:
     """(b) on `count` footprints: prints its lines, returns its figures."""
-    frame = make_footprints(scene, count)
+    frame = make_footprints(scene, count, passes=args.passes)
     subset = args.workdir / "subset.csv"
     frame.write_csv(subset, separator=";")
     prefix = "/" + scene.asset_path("B02", PC).split("/")[0]
@@ -325,6 +388,7 @@ def plot_scaling(
     rate_a: float,
     processes: int,
     texture: int,
+    passes: int,
 ) -> None:
     """Footprints/s of (b) against footprints per scene, beside 100x (a) and the floor."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -342,7 +406,8 @@ def plot_scaling(
                      label=f"target: 100x (a) = {100 * rate_a:,.0f} footprints/s")  # fmt: skip
     axes.set_xscale("log")
     axes.set_yscale("log")
-    axes.set_xlabel(f"footprints on one Sentinel-2 scene (109.8 km, bands +-{texture} DN noise)")
+    where = f"on {passes} GEDI passes across" if passes else "anywhere on"
+    axes.set_xlabel(f"footprints {where} one Sentinel-2 scene (109.8 km, bands +-{texture} DN)")
     axes.set_ylabel("footprints/s")
     axes.set_title("bench_extract: extract throughput against footprint density")
     axes.grid(True, which="both", alpha=0.3)
@@ -370,6 +435,15 @@ def main() -> None:
         metavar="DN",
         help="noise added to the reflectance bands, +-DN (default 300: ~1.4 MB per internal "
         "tile, like real L2A; 1: ~0.35 MB; 0: the generator's smooth bands, ~8 kB)",
+    )
+    parser.add_argument(
+        "--passes",
+        type=int,
+        default=0,
+        metavar="N",
+        help="footprints on N GEDI passes across the scene (8 beams 600 m apart, a shot "
+        "every 60 m, thinned at random to --footprints) instead of anywhere on it "
+        "(default 0: anywhere, the worst case for tile reuse)",
     )
     parser.add_argument(
         "--scaling",
@@ -400,7 +474,8 @@ def main() -> None:
     add_texture(world, scene, args.texture)
     print(
         f"world ready in {time.monotonic() - started:.0f} s: {scene.id}, "
-        f"bands with +-{args.texture} DN of noise"
+        f"bands with +-{args.texture} DN of noise; footprints "
+        + (f"on {args.passes} GEDI passes" if args.passes else "anywhere on the scene")
     )
 
     with serve_world(world.root, world.item_files(PC), world.collection_files(PC)) as served:
@@ -410,7 +485,14 @@ def main() -> None:
         try:
             log = served.file_server.log
             env = {**CLOUD_OPTIMIZED_GDAL, **served.gdal_env}
-            original = make_footprints(scene, args.original_footprints)
+            # (a) on footprints like (b)'s: with --passes, a random few of the same
+            # passes' shots, in shot order (the order the original tool reads a CSV in)
+            original = (
+                make_footprints(scene, args.footprints, passes=args.passes,
+                                sample=args.original_footprints)
+                if args.passes
+                else make_footprints(scene, args.original_footprints)
+            )  # fmt: skip
             prefix = "/" + scene.asset_path("B02", PC).split("/")[0]
             rate_a = 0.0
             if original.height:  # --original-footprints 0 skips (a)
@@ -438,7 +520,7 @@ def main() -> None:
         for row in rows:
             print(f"{row['footprints']:>10,}  {row['rate']:>12,.1f}  {row['floor']:>10,.0f}  "
                   f"{row['bytes']:>13.2f}  {row['stac']:>14.4f}  {row['rss']:>13,.0f}")  # fmt: skip
-        plot_scaling(args.plot, rows, rate_a, args.processes, args.texture)
+        plot_scaling(args.plot, rows, rate_a, args.processes, args.texture, args.passes)
 
 
 if __name__ == "__main__":
