@@ -283,6 +283,13 @@ def original_strategy(served, stac_url: str, scene, frame: pl.DataFrame) -> None
                 vrt.read(1, window=window)
 
 
+def _peak_rss_kb(pid: int | str = "self") -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
 class WorkerMemory:
     """Peak RSS (VmHWM) of this process's multiprocessing descendants, polled from /proc
     (extract's workers are children of the forkserver, out of reach of getrusage)."""
@@ -310,12 +317,10 @@ class WorkerMemory:
                 try:
                     if b"multiprocessing" not in Path(f"/proc/{pid}/cmdline").read_bytes():
                         continue
-                    status = Path(f"/proc/{pid}/status").read_text()
+                    peak = _peak_rss_kb(pid)
                 except OSError:
                     continue
-                for line in status.splitlines():
-                    if line.startswith("VmHWM:"):
-                        self.peak_kb[pid] = max(self.peak_kb.get(pid, 0), int(line.split()[1]))
+                self.peak_kb[pid] = max(self.peak_kb.get(pid, 0), peak)
 
     def largest_mb(self) -> float:
         self.stop.set()
@@ -354,6 +359,8 @@ def run_gedidata(args, world, scene, served, proxy, count: int) -> dict[str, flo
         output_dir=out, batch_size=args.batch_size, num_processors=args.processes
     )
     mark, stac_before = log.mark(), proxy.requests
+    # the main process extracts when the work is one run: its own peak from here on
+    Path("/proc/self/clear_refs").write_text("5")  # (Linux: resets VmHWM)
     memory = WorkerMemory()
     begin = time.monotonic()
     # as the command line runs it: its own worker pool when there is more than one run
@@ -362,10 +369,14 @@ def run_gedidata(args, world, scene, served, proxy, count: int) -> dict[str, flo
     stac = proxy.requests - stac_before
     s2_bytes = report("(b) gedidata", count, seconds, log, mark, stac, prefix)
     rss = memory.largest_mb()
+    if rss:
+        who = f"{args.processes} worker processes; largest worker peak RSS {rss:,.0f} MB"
+    else:
+        rss = _peak_rss_kb() / 1024
+        who = f"one run, in the main process (no pool); its peak RSS {rss:,.0f} MB"
     print(
         f"(b) outcomes: {dict(result.outcomes)}; batch size {args.batch_size}, "
-        f"{result.batches} batches, {args.processes} worker processes; "
-        f"largest worker peak RSS {rss:,.0f} MB"
+        f"{result.batches} batches, {who}"
     )
     print(
         f"minimum Sentinel-2 bytes (unique internal tiles + headers): "

@@ -145,16 +145,21 @@ def plan_batches(order: np.ndarray, size: int) -> list[np.ndarray]:
     return [order[start : start + size] for start in range(0, len(order), size)]
 
 
-def batch_runs(indexes: list[int], workers: int, max_run: int = 8) -> list[list[int]]:
+def batch_runs(
+    indexes: list[int], workers: int, max_run: int = 8, min_run: int = 1
+) -> list[list[int]]:
     """Batches handed to one worker together: consecutive runs of `indexes`.
 
     Neighbouring batches share the internal tiles along their common edge and the
     scenes of their area; a worker that extracts them one after the other keeps those
-    in its block cache and searches the catalogue once. There are at least `workers`
-    runs (so every worker has one) and at most `max_run` batches in a run (so results
-    and progress keep coming), as even in length as possible.
+    in its block cache and searches the catalogue once. There is a run for every
+    worker as long as each run keeps `min_run` batches (two runs both fetch the tiles
+    along the edge between them, which a short run does not make up for), and at most
+    `max_run` batches in a run (so results and progress keep coming); runs are as even
+    in length as possible.
     """
     if not indexes:
         return []
-    count = max(min(max(workers, 1), len(indexes)), -(-len(indexes) // max(max_run, 1)))
+    sharing = min(max(workers, 1), max(len(indexes) // max(min_run, 1), 1))
+    count = max(sharing, -(-len(indexes) // max(max_run, 1)))
     return [part.tolist() for part in np.array_split(np.asarray(indexes), count)]

@@ -138,6 +138,16 @@ on the edge between two runs are fetched by both: fewer, longer runs fetch less 
 per worker 1.27x). Batches are written as they complete, so a run's length bounds
 neither its memory nor what a killed worker loses."""
 
+MIN_RUN_FOOTPRINTS = 2_000
+"""Footprints (at least) of a run when the work is shared among workers. Two runs
+both fetch and decode the internal tiles along the edge between their areas, above
+all the 20 m and 60 m tiles (2 and 6 columns of 10 m tiles wide). On 2,000 footprints
+of one scene (`bench_extract.py`), two runs of 1,000 read 1.14-1.23x the unique tiles
+on GEDI passes and ran about as fast as one run, whose worker reads 4 bands at once in
+threads (5.5, 6.1 and 9.1 s on 1, 2 and 4 passes against 5.8, 6.7 and 8.4 s; one run
+read 0.99-1.02x); anywhere on the scene they were 12 % faster for 1.09x the tiles. On
+8,000 and 16,000 footprints two runs were 29-48 % faster (1.17-1.26x the tiles)."""
+
 
 @dataclass(frozen=True)
 class ExtractSettings:
@@ -225,18 +235,25 @@ def extract_split(
     from gedidata.footprints import collect_footprints, scan_footprints
 
     started = time.monotonic()
-    # a pool's workers fork from a server that starts importing now, while the
-    # footprints are read and planned (unused if all the work is one run)
-    pool = (
-        ProcessExecutor(config.num_processors, preload=[__name__, *signer_modules(profile)])
-        if executor is None and config.num_processors > 1
-        else None
-    )
     frame = collect_footprints(scan_footprints(subset_csv), subset_csv)
     directory = batch_dir(config.output_dir, split)
     ledger_dir = directory.parent / "ledger"
     done = complete_batches(directory, config.batch_size)
     _remove_stale_temporaries(directory, ledger_dir)
+    pending = [i for i in range(-(-frame.height // config.batch_size)) if i not in done]
+    run_indexes = batch_runs(
+        list(range(len(pending))),
+        config.num_processors,
+        max_run=max(1, RUN_FOOTPRINTS // config.batch_size),
+        min_run=-(-MIN_RUN_FOOTPRINTS // config.batch_size),
+    )
+    # with more than one run, a pool's workers fork from a server that starts importing
+    # now, while the footprints are planned
+    pool = (
+        ProcessExecutor(config.num_processors, preload=[__name__, *signer_modules(profile)])
+        if executor is None and config.num_processors > 1 and len(run_indexes) > 1
+        else None
+    )
     day = frame["delta_time"].to_numpy() / 86400.0
     order = batch_order(
         frame["lon_lowestmode"].to_numpy(),
@@ -257,19 +274,12 @@ def extract_split(
         for index, rows in enumerate(plans)
         if index not in done
     ]
-    runs = [
-        tuple(tasks[i] for i in run)
-        for run in batch_runs(
-            list(range(len(tasks))),
-            config.num_processors,
-            max_run=max(1, RUN_FOOTPRINTS // config.batch_size),
-        )
-    ]
+    runs = [tuple(tasks[i] for i in run) for run in run_indexes]
     result = ExtractResult(split, footprints=frame.height, batches=len(plans))
     result.skipped_batches = len(plans) - len(tasks)
     if result.skipped_batches:
         logger.info("extract %s: %d of %d batches already complete", split, len(done), len(plans))
-    executor = executor or (pool if pool is not None and len(runs) > 1 else SerialExecutor())
+    executor = executor or pool or SerialExecutor()
     bar = tqdm(total=frame.height, unit="footprint", desc=f"extract {split}", disable=not progress)
     shown: Counter[str] = Counter()
 

@@ -25,6 +25,17 @@ def real_granules() -> list[Path]:
     return [GEDI_2020, GEDI_2021]
 
 
+SHORT_RUNS_CLI = [
+    sys.executable,
+    "-c",
+    "import sys, gedidata.extract as extract; extract.MIN_RUN_FOOTPRINTS = 1; "
+    "from gedidata.cli import main; sys.exit(main())",
+]
+"""The command line, with extract sharing even a few batches among its workers (as it
+does from `extract.MIN_RUN_FOOTPRINTS` footprints on): a test's few footprints go
+through the worker pool."""
+
+
 def run_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
     """Run `python create_dataset.py ARGS` as a user would; capture its output."""
     return subprocess.run(

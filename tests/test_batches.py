@@ -73,6 +73,16 @@ def test_runs_are_consecutive_even_and_at_least_one_per_worker():
     assert [index for run in runs for index in run] == list(range(20))
 
 
+def test_runs_are_shared_among_workers_only_when_each_keeps_min_run_batches():
+    assert batch_runs(list(range(4)), 2, max_run=40, min_run=4) == [[0, 1, 2, 3]]
+    assert batch_runs(list(range(7)), 2, max_run=40, min_run=4) == [list(range(7))]
+    assert batch_runs(list(range(8)), 2, max_run=40, min_run=4) == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert [len(r) for r in batch_runs(list(range(9)), 3, max_run=40, min_run=4)] == [5, 4]
+    # max_run still cuts a long job, whatever min_run says
+    assert [len(r) for r in batch_runs(list(range(20)), 3, max_run=6, min_run=8)] == [5] * 4
+    assert batch_runs([3], 2, min_run=4) == [[3]]
+
+
 def test_complete_batches_and_size_mismatch(tmp_path):
     assert complete_batches(tmp_path / "missing", 1000) == set()
     for index in (0, 2):

@@ -191,10 +191,9 @@ def test_stop_then_rerun_gives_the_same_samples(stop, world, profile, tmp_path):
     import os
     import signal
     import subprocess
-    import sys
     import time
 
-    from tests.conftest import REPO
+    from tests.conftest import SHORT_RUNS_CLI
 
     scene = scene_on(world, "32TMT", datetime(2021, 7, 3, tzinfo=UTC))
     rows = grid_rows(scene, 28, 14, 300)
@@ -204,7 +203,7 @@ def test_stop_then_rerun_gives_the_same_samples(stop, world, profile, tmp_path):
     toml.write_text(profile_toml(profile))
 
     def command(out):
-        return [sys.executable, str(REPO / "create_dataset.py"), str(out),
+        return [*SHORT_RUNS_CLI, str(out),
                 "--path-subset-csv-train", str(subset), "--path-subset-csv-test", str(subset),
                 "--source", str(toml), "--batch-size", "1", "--num-processors", "2",
                 "--stop-after", "extract", "-q"]  # fmt: skip
@@ -448,6 +447,54 @@ def test_batches_are_written_as_they_complete(world, profile, tmp_path, monkeypa
     assert sorted(stored) == sorted(kept) and len(stored) == len(set(stored))
 
 
+def test_workers_share_the_work_only_from_min_run_footprints(world, profile, tmp_path, monkeypatch):
+    """Below `MIN_RUN_FOOTPRINTS`, two processors make one run and no pool is started
+    (two runs would both read the tiles between them); from it on, the batches are
+    shared among the workers. The batches hold the same either way."""
+    from gedidata import extract
+
+    scene = scene_on(world, "32TMT", datetime(2021, 7, 3, tzinfo=UTC))
+    rows = grid_rows(scene, 40, 10, 900)
+    subset = tmp_path / "subset.csv"
+    pl.DataFrame(rows).write_csv(subset, separator=";")
+    pools: list[int] = []
+    runs: list[int] = []
+
+    class Recording(SerialExecutor):
+        def map_unordered(self, function, tasks, on_progress=None):
+            tasks = list(tasks)
+            runs.append(len(tasks))
+            return super().map_unordered(function, tasks, on_progress)
+
+    class PoolStandIn(Recording):
+        """Records the pool extract starts; runs its tasks here."""
+
+        def __init__(self, processes: int, preload=()) -> None:
+            pools.append(processes)
+
+    monkeypatch.setattr(extract, "ProcessExecutor", PoolStandIn)
+    monkeypatch.setattr(extract, "SerialExecutor", Recording)
+    ledgers = []
+    for minimum, name in ((2_000, "one"), (20, "shared")):
+        monkeypatch.setattr(extract, "MIN_RUN_FOOTPRINTS", minimum)
+        config = PipelineConfig(output_dir=tmp_path / name, batch_size=10, num_processors=2)
+        ledgers.append(pl.read_csv(
+            extract_split(config, "train", subset, profile, progress=False).ledger, separator=";"
+        ))  # fmt: skip
+        if name == "one":
+            assert pools == [] and runs == [1]  # 4 batches of 10 < 2,000 footprints
+    assert pools == [2] and runs == [1, 2]  # 2 runs of 2 batches, 20 footprints each
+    assert ledgers[0].equals(ledgers[1]) and ledgers[0].height == 40
+    for index in range(4):
+        one, shared = (
+            read_arrays(tmp_path / name / "train" / "hdf5_batch_data" / f"batch_10_{index}.h5")
+            for name in ("one", "shared")
+        )
+        assert one.keys() == shared.keys()
+        for key in one:
+            np.testing.assert_array_equal(one[key], shared[key], err_msg=key)
+
+
 def test_an_unreachable_stac_api_fails_every_footprint_and_writes_every_batch(
     world, served_world_factory, tmp_path
 ):
@@ -615,10 +662,9 @@ def test_ctrl_c_stops_extract_at_once_while_a_stac_search_hangs(processes, tmp_p
     import os
     import signal
     import subprocess
-    import sys
     import time
 
-    from tests.conftest import REPO
+    from tests.conftest import SHORT_RUNS_CLI
 
     api = _HungStacApi()
     try:
@@ -629,7 +675,7 @@ def test_ctrl_c_stops_extract_at_once_while_a_stac_search_hangs(processes, tmp_p
         toml = tmp_path / "hung.toml"
         toml.write_text(profile_toml(replace(PLANETARY_COMPUTER, stac_url=api.url)))
         out = tmp_path / "out"
-        command = [sys.executable, str(REPO / "create_dataset.py"), str(out),
+        command = [*SHORT_RUNS_CLI, str(out),
                    "--path-subset-csv-train", str(subset), "--path-subset-csv-test", str(subset),
                    "--source", str(toml), "--batch-size", "2",
                    "--num-processors", str(processes), "--stop-after", "extract", "-q"]  # fmt: skip
