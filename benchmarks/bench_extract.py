@@ -1,7 +1,8 @@
 """Benchmark stage 3 (extract) against the original tool's read strategy.
 
 On one generated full-size Sentinel-2 scene (109.8 km MGRS tile, 1024-pixel COG tiles)
-served over HTTP on 127.0.0.1, with its DEM and WorldCover tiles:
+served over HTTP on 127.0.0.1, with its DEM and WorldCover tiles, and footprints on a
+GEDI pass across it (8 beams; `--passes N` for more, 0 for footprints anywhere on it):
 
 (a) the original strategy: one STAC search per footprint, then for every band
     `rasterio.open` + a whole-scene `WarpedVRT` and a window read (Sentinel-2 only);
@@ -15,7 +16,7 @@ unique internal COG tiles the windows touch), the largest worker's peak RSS (Lin
 and do nothing else, which no extract on this machine can beat. Run by hand:
 
     python benchmarks/bench_extract.py [--footprints 2000] [--original-footprints 100]
-        [--texture 300] [--passes 0] [--latency-ms 0] [--scaling N ...]
+        [--texture 300] [--passes 1] [--latency-ms 0] [--scaling N ...]
 """
 
 from __future__ import annotations
@@ -450,11 +451,11 @@ def main() -> None:
     parser.add_argument(
         "--passes",
         type=int,
-        default=0,
+        default=1,
         metavar="N",
         help="footprints on N GEDI passes across the scene (8 beams 600 m apart, a shot "
-        "every 60 m, thinned at random to --footprints) instead of anywhere on it "
-        "(default 0: anywhere, the worst case for tile reuse)",
+        "every 60 m, thinned at random to --footprints; default 1), or 0: anywhere on "
+        "it, the worst case for tile reuse",
     )
     parser.add_argument(
         "--scaling",
