@@ -484,10 +484,11 @@ def main() -> None:
     world = write_world(spec)
     scene = world.scenes[0]
     add_texture(world, scene, args.texture)
+    passes = f"{args.passes} GEDI pass{'es' * (args.passes > 1)}"
     print(
         f"world ready in {time.monotonic() - started:.0f} s: {scene.id}, "
         f"bands with +-{args.texture} DN of noise; footprints "
-        + (f"on {args.passes} GEDI passes" if args.passes else "anywhere on the scene")
+        + (f"on {passes}" if args.passes else "anywhere on the scene")
     )
 
     with serve_world(world.root, world.item_files(PC), world.collection_files(PC)) as served:
