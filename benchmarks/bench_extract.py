@@ -304,17 +304,21 @@ class WorkerMemory:
     def _poll(self, interval: float) -> None:
         # walks this process's descendants only (a glob over all of /proc at every poll
         # took a noticeable share of a core away from the workers being measured)
+        # (the workers are the fork server's children: the fork server itself and the
+        # resource tracker, this process's children, are not counted)
         while not self.stop.wait(interval):
-            todo, seen = [os.getpid()], set()
+            todo, seen = [(os.getpid(), 0)], set()
             while todo:
-                pid = todo.pop()
-                seen.add(pid)
+                pid, depth = todo.pop()
+                if depth >= 2:
+                    seen.add(pid)
                 for children in Path(f"/proc/{pid}/task").glob("*/children"):
                     try:
-                        todo.extend(int(child) for child in children.read_text().split())
+                        found = [int(child) for child in children.read_text().split()]
                     except (OSError, ValueError):
                         continue
-            for pid in seen - {os.getpid()}:
+                    todo.extend((child, depth + 1) for child in found)
+            for pid in seen:
                 try:
                     if b"multiprocessing" not in Path(f"/proc/{pid}/cmdline").read_bytes():
                         continue
@@ -374,7 +378,8 @@ def run_gedidata(args, world, scene, served, proxy, count: int) -> dict[str, flo
         who = f"{args.processes} worker processes; largest worker peak RSS {rss:,.0f} MB"
     else:
         rss = _peak_rss_kb() / 1024
-        who = f"one run, in the main process (no pool); its peak RSS {rss:,.0f} MB"
+        who = (f"one run, in the main process (no pool); its peak RSS {rss:,.0f} MB "
+               "(with the benchmark's own data and GDAL's cache from (a))")  # fmt: skip
     print(
         f"(b) outcomes: {dict(result.outcomes)}; batch size {args.batch_size}, "
         f"{result.batches} batches, {who}"
@@ -529,7 +534,8 @@ def main() -> None:
         finally:
             proxy.close()
     if args.scaling:
-        print("footprints  footprints/s  floor fp/s  bytes/minimum  STAC/footprint  worker RSS MB")
+        # (peak RSS: the largest worker's, or the main process's when it was one run)
+        print("footprints  footprints/s  floor fp/s  bytes/minimum  STAC/footprint  peak RSS MB")
         for row in rows:
             print(f"{row['footprints']:>10,}  {row['rate']:>12,.1f}  {row['floor']:>10,.0f}  "
                   f"{row['bytes']:>13.2f}  {row['stac']:>14.4f}  {row['rss']:>13,.0f}")  # fmt: skip
