@@ -131,25 +131,29 @@ def track_points(
     centre = np.array([(west + east) / 2, (south + north) / 2])
     half = np.hypot(east - west, north - south) / 2
     along_steps = np.arange(-half, half, SHOT_SPACING_M)
-    shots_x, shots_y, keys = [], [], []
-    for number in range(passes):
+    shots_x, shots_y = [], []
+    for _ in range(passes):
         heading = azimuth if rng.integers(2) else np.pi - azimuth  # ascending/descending
         along = np.array([np.sin(heading), np.cos(heading)])
         across = np.array([along[1], -along[0]])
         # the pass's centre line: anywhere that leaves the scene a few km of track
         origin = centre + across * rng.uniform(-0.4, 0.4) * (east - west)
-        for beam, offset in enumerate(BEAM_OFFSETS_M):
+        for offset in BEAM_OFFSETS_M:
             x = origin[0] + across[0] * offset + along[0] * along_steps
             y = origin[1] + across[1] * offset + along[1] * along_steps
             inside = shapely.contains_xy(ring, x, y)
             shots_x.append(x[inside])
             shots_y.append(y[inside])
-            keys.append(np.full(int(inside.sum()), number * 8 + beam))
     xs, ys = np.concatenate(shots_x), np.concatenate(shots_y)
     if len(xs) < count:
         raise SystemExit(f"{passes} passes have {len(xs):,} shots on the scene, < {count:,}")
     kept = np.sort(rng.choice(len(xs), count, replace=False))  # shot order
     return xs[kept], ys[kept]
+
+
+def layout(passes: int) -> str:
+    """Where `make_footprints` puts the footprints, in words."""
+    return f"on {passes} GEDI pass{'es' * (passes > 1)} across" if passes else "anywhere on"
 
 
 def make_footprints(
@@ -292,8 +296,8 @@ def _peak_rss_kb(pid: int | str = "self") -> int:
 
 
 class WorkerMemory:
-    """Peak RSS (VmHWM) of this process's multiprocessing descendants, polled from /proc
-    (extract's workers are children of the forkserver, out of reach of getrusage)."""
+    """Peak RSS (VmHWM) of extract's worker processes, polled from /proc (they are
+    children of the fork server, out of reach of getrusage)."""
 
     def __init__(self, interval: float = 0.1) -> None:
         self.peak_kb: dict[int, int] = {}
@@ -423,8 +427,9 @@ def plot_scaling(
                      label=f"target: 100x (a) = {100 * rate_a:,.0f} footprints/s")  # fmt: skip
     axes.set_xscale("log")
     axes.set_yscale("log")
-    where = f"on {passes} GEDI passes across" if passes else "anywhere on"
-    axes.set_xlabel(f"footprints {where} one Sentinel-2 scene (109.8 km, bands +-{texture} DN)")
+    axes.set_xlabel(
+        f"footprints {layout(passes)} one Sentinel-2 scene (109.8 km, bands +-{texture} DN)"
+    )
     axes.set_ylabel("footprints/s")
     axes.set_title("bench_extract: extract throughput against footprint density")
     axes.grid(True, which="both", alpha=0.3)
@@ -489,11 +494,9 @@ def main() -> None:
     world = write_world(spec)
     scene = world.scenes[0]
     add_texture(world, scene, args.texture)
-    passes = f"{args.passes} GEDI pass{'es' * (args.passes > 1)}"
     print(
         f"world ready in {time.monotonic() - started:.0f} s: {scene.id}, "
-        f"bands with +-{args.texture} DN of noise; footprints "
-        + (f"on {passes}" if args.passes else "anywhere on the scene")
+        f"bands with +-{args.texture} DN of noise; footprints {layout(args.passes)} it"
     )
 
     with serve_world(world.root, world.item_files(PC), world.collection_files(PC)) as served:

@@ -240,9 +240,9 @@ def extract_split(
     ledger_dir = directory.parent / "ledger"
     done = complete_batches(directory, config.batch_size)
     _remove_stale_temporaries(directory, ledger_dir)
-    pending = [i for i in range(-(-frame.height // config.batch_size)) if i not in done]
+    pending = len(set(range(-(-frame.height // config.batch_size))) - done)  # batches
     run_indexes = batch_runs(
-        list(range(len(pending))),
+        list(range(pending)),
         config.num_processors,
         max_run=max(1, RUN_FOOTPRINTS // config.batch_size),
         min_run=-(-MIN_RUN_FOOTPRINTS // config.batch_size),
