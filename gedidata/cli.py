@@ -4,36 +4,139 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, ClassVar, NoReturn
 
 from gedidata import __version__
 from gedidata.config import STAGES, PipelineConfig, SclLimits
 from gedidata.errors import GedidataError, InputError
+from gedidata.logs import configure_logging  # (every handler it installs redacts tokens)
 
 logger = logging.getLogger("gedidata")
 
 EXIT_ERROR = 2
 
 
-def _size(text: str) -> int:
-    """Accept `6e6` as the original tool's users write it."""
+GEDI_FIRST_YEAR = 2019
+"""GEDI began science operations in 2019: no footprints exist before it."""
+LAST_YEAR = 2100
+
+
+def _refuse(text: str, accepted: str) -> NoReturn:
+    """Refuse `text`; argparse prefixes the option's name and exits with status 2."""
+    raise argparse.ArgumentTypeError(f"invalid value {text!r}: expected {accepted}")
+
+
+def _finite(text: str, accepted: str) -> float:
+    """`text` as a float; `nan` and `inf` (or `1e400`) are refused, never compared."""
     try:
         value = float(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from error
-    if value < 0 or value != int(value):
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return int(value)
+    except ValueError:
+        _refuse(text, accepted)
+    if not math.isfinite(value):
+        _refuse(text, accepted)
+    return value
+
+
+def _whole(text: str, minimum: int, maximum: int | None = None, noun: str = "whole number") -> int:
+    """A whole number in [minimum, maximum]; `6e6` as the original tool's users write it."""
+    accepted = (
+        f"a {noun} >= {minimum}" if maximum is None else f"a {noun} from {minimum} to {maximum}"
+    )
+    try:
+        value = int(text)  # exact, also for more digits than a float holds
+    except ValueError:
+        number = _finite(text, accepted)
+        if not number.is_integer():
+            _refuse(text, accepted)
+        value = int(number)
+    if value < minimum or (maximum is not None and value > maximum):
+        _refuse(text, accepted)
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    return _whole(text, 0)
 
 
 def _positive_int(text: str) -> int:
-    value = _size(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return _whole(text, 1)
+
+
+def _year(text: str) -> int:
+    return _whole(text, GEDI_FIRST_YEAR, LAST_YEAR, noun="year")
+
+
+def _non_negative_float(text: str) -> float:
+    value = _finite(text, accepted := "a finite number >= 0")
+    if value < 0:
+        _refuse(text, accepted)
     return value
+
+
+def _percent(text: str) -> float:
+    value = _finite(text, accepted := "a percentage from 0 to 100")
+    if not 0 <= value <= 100:
+        _refuse(text, accepted)
+    return value
+
+
+def _positive_percent(text: str) -> float:
+    """A percentage where 0 would keep nothing (e.g. `eo:cloud_cover < 0`)."""
+    value = _finite(text, accepted := "a percentage > 0 and <= 100")
+    if not 0 < value <= 100:
+        _refuse(text, accepted)
+    return value
+
+
+def _http_url(text: str) -> str:
+    """An absolute http(s) URL with a host: anything else would only fail at the first search."""
+    accepted = "an absolute http:// or https:// URL with a host"
+    if not text or any(character.isspace() for character in text):
+        _refuse(text, accepted)
+    try:
+        parts = urllib.parse.urlsplit(text)
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
+    except ValueError:
+        _refuse(text, accepted)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        _refuse(text, accepted)
+    return text
+
+
+class _BboxAction(argparse.Action):
+    """`--bbox WEST SOUTH EAST NORTH`: a `type=` sees one value, not whether it is a lon or lat."""
+
+    LIMITS: ClassVar[tuple[tuple[str, int], ...]] = (
+        ("WEST", 180),
+        ("SOUTH", 90),
+        ("EAST", 180),
+        ("NORTH", 90),
+    )
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        corners: list[float] = []
+        for (name, limit), text in zip(self.LIMITS, values or (), strict=True):
+            accepted = f"{name} as a finite number from -{limit} to {limit} (degrees)"
+            try:
+                value = _finite(text, accepted)
+                if not -limit <= value <= limit:
+                    _refuse(text, accepted)
+            except argparse.ArgumentTypeError as error:
+                raise argparse.ArgumentError(self, str(error)) from error
+            corners.append(value)
+        setattr(namespace, self.dest, corners)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,31 +182,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     combine = parser.add_argument_group("combine and subset")
     combine.add_argument(
-        "--train-years", type=int, nargs="+", default=[2020], metavar="YEAR", help="default 2020"
+        "--train-years", type=_year, nargs="+", default=[2020], metavar="YEAR", help="default 2020"
     )
     combine.add_argument(
-        "--test-years", type=int, nargs="+", default=[2021], metavar="YEAR", help="default 2021"
+        "--test-years", type=_year, nargs="+", default=[2021], metavar="YEAR", help="default 2021"
     )
-    combine.add_argument("--seed", type=int, default=0, help="seed of every random choice")
+    combine.add_argument(
+        "--seed", type=_non_negative_int, default=0, help="seed of every random choice"
+    )
     combine.add_argument(
         "--max-relative-se",
-        type=float,
+        type=_positive_percent,
         default=50.0,
         metavar="PERCENT",
         help="keep footprints with agbd_se / agbd below this (default 50)",
     )
     combine.add_argument(
         "--bbox",
-        type=float,
+        action=_BboxAction,
         nargs=4,
         metavar=("WEST", "SOUTH", "EAST", "NORTH"),
         help="keep only footprints inside this box (degrees)",
     )
     combine.add_argument(
-        "--max-size-training", type=_size, metavar="N", help="train subset cap (default 6e6)"
+        "--max-size-training",
+        type=_non_negative_int,
+        metavar="N",
+        help="train subset cap (default 6e6)",
     )
     combine.add_argument(
-        "--max-size-test", type=_size, metavar="N", help="test subset cap (default 2e6)"
+        "--max-size-test", type=_non_negative_int, metavar="N", help="test subset cap (default 2e6)"
     )
     combine.add_argument(
         "--plot-distribution",
@@ -117,16 +225,22 @@ def build_parser() -> argparse.ArgumentParser:
         default="planetary-computer",
         help="planetary-computer, earth-search, or a profile .toml file",
     )
-    extract.add_argument("--stac-url", help="override the source profile's STAC API URL")
+    extract.add_argument(
+        "--stac-url", type=_http_url, help="override the source profile's STAC API URL"
+    )
     extract.add_argument(
         "--max-cloud-cover",
-        type=float,
+        type=_positive_percent,
         default=25.0,
         metavar="PERCENT",
         help="scene eo:cloud_cover limit (default 25)",
     )
     extract.add_argument(
-        "--search-days", type=int, default=10, metavar="DAYS", help="± days around GEDI (10)"
+        "--search-days",
+        type=_non_negative_int,
+        default=10,
+        metavar="DAYS",
+        help="± days around GEDI (10)",
     )
     extract.add_argument(
         "--max-scene-candidates",
@@ -137,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     extract.add_argument(
         "--max-slope",
-        type=float,
+        type=_non_negative_float,
         default=15.0,
         metavar="PERCENT",
         help="largest slope in the central 4x4 pixels (default 15)",
@@ -146,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("cloud", "shadow", "snow", "water", "invalid"):
         extract.add_argument(
             f"--scl-max-{name}",
-            type=float,
+            type=_percent,
             default=getattr(defaults, name),
             metavar="PERCENT",
             help=f"largest {name} share of the window (default {getattr(defaults, name):g})",
@@ -176,8 +290,6 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
     overlap = set(args.train_years) & set(args.test_years)
     if overlap:
         raise InputError(f"years {sorted(overlap)} are both train and test years")
-    if not args.max_relative_se > 0:
-        raise InputError(f"--max-relative-se {args.max_relative_se}: must be > 0")
 
     def given(train: str | None, test: str | None) -> dict[str, Path]:
         return {split: Path(path) for split, path in (("train", train), ("test", test)) if path}
@@ -215,20 +327,6 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         fuse_compress=args.fuse_compress,
         stop_after=args.stop_after,
         overwrite=args.overwrite,
-    )
-
-
-def configure_logging(verbose: int, quiet: bool, log_file: str | None) -> None:
-    level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if log_file:
-        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file))
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        handlers=handlers,
-        force=True,
     )
 
 

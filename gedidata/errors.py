@@ -6,6 +6,8 @@ CLI can print it as is and exit non-zero.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class GedidataError(Exception):
     """Base class: a failure the user can act on (printed without a traceback)."""
@@ -23,6 +25,10 @@ class GranuleReadError(GedidataError):
         self.path = path
         self.reason = reason
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # workers send errors through pipes; the default would call cls(message)
+        return (type(self), (self.path, self.reason))
+
 
 class CsvFormatError(GedidataError):
     """A footprint CSV lacks a needed column or holds a value that cannot be parsed."""
@@ -34,3 +40,19 @@ class OutputExistsError(GedidataError):
 
 class AssetReadError(GedidataError):
     """A raster asset could not be opened or read (after retries and re-signing)."""
+
+
+class OutputBusyError(GedidataError):
+    """Another gedidata run holds the output folder (its lock, `gedidata.lock`)."""
+
+
+class OutputWriteError(GedidataError):
+    """An output cannot be written: disk full, quota, read-only, permissions, I/O error."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: cannot write ({reason})")
+        self.path = path
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.path, self.reason))

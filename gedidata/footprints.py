@@ -8,6 +8,8 @@ tool (same columns, `acquisition_time` as ``2020-02-05T15:13:58.000000``) or be
 
 from __future__ import annotations
 
+import codecs
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
@@ -70,13 +72,40 @@ def empty_frame() -> pl.DataFrame:
     return pl.DataFrame(schema={name: COLUMN_TYPES[name] for name in columns})
 
 
-def detect_separator(path: Path) -> str:
-    """`;` or `,`, from the header line of `path`."""
+HEAD_BYTES = 64 * 1024
+"""Bytes read to tell a text CSV from a binary file (and to find the header line)."""
+
+
+def _header_line(path: Path) -> str:
+    """The first line of `path`, after checking that its start is UTF-8 text.
+
+    Raises:
+        CsvFormatError: for a folder, an unreadable file, or one that is not a text CSV
+            (a NUL byte or invalid UTF-8 in the first `HEAD_BYTES`, e.g. an .h5 granule).
+    """
+    if path.is_dir():
+        raise CsvFormatError(f"{path}: is a folder, expected a CSV file")
     try:
-        with path.open("r", encoding="utf-8") as handle:
-            header = handle.readline()
+        with path.open("rb") as handle:
+            head = handle.read(HEAD_BYTES)
     except OSError as error:
         raise CsvFormatError(f"{path}: cannot read ({error.strerror or error})") from error
+    not_text = f"{path}: not a text CSV (expected UTF-8 text"
+    if b"\x00" in head:
+        raise CsvFormatError(f"{not_text}; found a NUL byte, as in a binary file)")
+    # Incremental: a character cut by the HEAD_BYTES limit is not an error; a BOM is
+    # dropped as polars drops it, so the header matches the columns polars reads.
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    try:
+        text = decoder.decode(head, final=len(head) < HEAD_BYTES)
+    except UnicodeDecodeError as error:
+        raise CsvFormatError(f"{not_text}; byte {error.start} is not UTF-8)") from error
+    return text.split("\n", 1)[0].rstrip("\r")
+
+
+def detect_separator(path: Path) -> str:
+    """`;` or `,`, from the header line of `path`."""
+    header = _header_line(path)
     if not header.strip():
         raise CsvFormatError(f"{path}: empty file, expected a header line")
     if ";" in header:
@@ -89,8 +118,7 @@ def detect_separator(path: Path) -> str:
 def csv_header(path: Path) -> list[str]:
     """The column names of `path`."""
     separator = detect_separator(path)
-    with path.open("r", encoding="utf-8") as handle:
-        header = handle.readline().rstrip("\r\n")
+    header = _header_line(path)
     return [name.strip().strip('"') for name in header.split(separator)]
 
 
@@ -101,7 +129,7 @@ def scan_footprints(path: str | Path, needed: tuple[str, ...] = NEEDED_COLUMNS) 
         CsvFormatError: when a needed column is missing (the message names it and the file).
     """
     csv_path = Path(path)
-    if not csv_path.is_file():
+    if not (csv_path.is_file() or csv_path.is_dir()):  # a folder gets its own message below
         raise CsvFormatError(f"{csv_path}: no such file")
     columns = csv_header(csv_path)
     missing = [name for name in needed if name not in columns]
@@ -136,3 +164,86 @@ def collect_footprints(frame: pl.LazyFrame, path: str | Path) -> pl.DataFrame:
     except pl.exceptions.PolarsError as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
         raise CsvFormatError(f"{path}: cannot parse ({first_line})") from error
+
+
+_Check = tuple[pl.Expr, pl.Expr]
+"""(row fails, detail of the failure) for one rule of one column."""
+
+
+def _present(name: str) -> list[_Check]:
+    return [(pl.col(name).is_null(), pl.lit(f"{name}=null: empty"))]
+
+
+def _said(name: str, reason: str) -> pl.Expr:
+    """`name=value: reason`, the value as polars prints it (-9999.0, NaN, inf)."""
+    return pl.concat_str([pl.lit(f"{name}="), pl.col(name).cast(pl.String), pl.lit(f": {reason}")])
+
+
+def _finite(name: str) -> list[_Check]:
+    # NaN and inf come from `nan`/`inf` text (or an overflowing 1e400); null from an empty field.
+    return [*_present(name), (~pl.col(name).is_finite(), _said(name, "not a finite number"))]
+
+
+def _positive(name: str) -> list[_Check]:
+    # `<= 0` catches GEDI's -9999 fill value as well as 0.
+    return [*_finite(name), (pl.col(name) <= 0, _said(name, "not a positive number"))]
+
+
+def _within(bound: int) -> Callable[[str], list[_Check]]:
+    def checks(name: str) -> list[_Check]:
+        outside = ~pl.col(name).is_between(-bound, bound)
+        return [*_finite(name), (outside, _said(name, f"outside [-{bound}, {bound}]"))]
+
+    return checks
+
+
+def _text(name: str) -> list[_Check]:
+    blank = pl.col(name).str.strip_chars() == ""  # a quoted "" field reads as "", not null
+    detail = pl.concat_str([pl.lit(f'{name}="'), pl.col(name), pl.lit('": empty')])
+    return [*_present(name), (blank, detail)]
+
+
+_ROW_RULES: tuple[tuple[str, Callable[[str], list[_Check]]], ...] = (
+    ("shot_number", _present),
+    ("agbd", _positive),
+    ("agbd_se", _positive),
+    ("lat_lowestmode", _within(90)),
+    ("lon_lowestmode", _within(180)),
+    ("delta_time", _finite),
+    ("acquisition_time", _present),
+    ("GEDI Filename", _text),
+)
+"""Each column's rules, in the order a row's first failure is reported."""
+
+
+def split_invalid_rows(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split footprint rows into (valid rows, invalid rows); pure, vectorised, order kept.
+
+    `frame` is typed as `scan_footprints` reads it. A row is invalid when `shot_number`,
+    `acquisition_time` or `GEDI Filename` is empty, `agbd` or `agbd_se` is not a finite
+    number > 0 (GEDI's fill value -9999 included), `lat_lowestmode` / `lon_lowestmode` is
+    not finite within [-90, 90] / [-180, 180], or `delta_time` is not finite. Columns
+    absent from `frame` are not checked.
+
+    Returns:
+        The valid rows (all columns), and a frame of the invalid rows with the columns
+        `shot_number` (as read, may be null) and `detail` (the first failing column and
+        its value, e.g. ``agbd=-9999.0: not a positive number``).
+    """
+    checks = [check for name, rules in _ROW_RULES if name in frame.columns for check in rules(name)]
+    shot_number = (
+        pl.col("shot_number")
+        if "shot_number" in frame.columns
+        else pl.lit(None, dtype=COLUMN_TYPES["shot_number"]).alias("shot_number")
+    )
+    if not checks:
+        return frame, frame.head(0).select(shot_number, detail=pl.lit(None, dtype=pl.String()))
+    # Kleene logic: a null value's later checks are null, but its `is_null` check is true.
+    invalid = frame.select(pl.any_horizontal(fails for fails, _ in checks)).to_series()
+    (fails, detail), *rest = checks
+    chain = pl.when(fails).then(detail)
+    for fails, detail in rest:  # a chain over the columns, not a loop over rows
+        chain = chain.when(fails).then(detail)
+    # Details are built for the invalid rows only: on millions of rows most are valid.
+    rejected = frame.filter(invalid).select(shot_number, detail=chain.otherwise(None))
+    return frame.filter(~invalid), rejected

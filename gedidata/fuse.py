@@ -12,7 +12,10 @@ a block of samples at a time (memory does not grow with the dataset):
    temporary name and renamed at the end (a crash never leaves a partial file under
    the final name). Per-channel statistics of the valid pixels are gathered on the way
    and stored as attributes (`gedidata.stats`). A file that turns out unreadable while
-   its data is copied is skipped and the fuse starts again without it.
+   its data is copied is skipped and the fuse starts again without it. A failure to
+   write the new file (disk full, quota, I/O error) ends the fuse with
+   `OutputWriteError` naming it; no batch file is blamed, and the same command resumes
+   once there is room.
 
 `fuse_directory` adds what a run needs: the batch files of a folder, resume (an
 unchanged earlier result is reused) and the refusal to replace a file gedidata did not
@@ -35,7 +38,8 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from gedidata.atomic import atomic_output
+from gedidata.atomic import HeldErrorFile, atomic_output, write_failure_reason
+from gedidata.errors import OutputWriteError
 from gedidata.schema import (
     DATASETS,
     GROUP,
@@ -243,15 +247,27 @@ def _write(
         "skipped_files": [[str(item.path), item.reason] for item in result.skipped],
     }
     bar = tqdm(total=total, unit="sample", desc=f"fuse {target.name}", disable=not progress)
-    with bar, atomic_output(target) as temporary, h5py.File(temporary, "w") as out:
-        datasets = create_datasets(out, total, {**attrs, **fuse_attrs}, compress_rasters=compress)
-        statistics = new_statistics()
-        position = 0
-        for source in sources:
-            copied = _copy_source(source, datasets, statistics, position)
-            position += copied
-            bar.update(copied)
-        write_statistics(datasets, statistics)
+    # HDF5 writes through `sink`, which keeps a failed write (disk full) from HDF5: it
+    # would crash the process when the file is closed (see `HeldErrorFile`)
+    with bar, atomic_output(target) as temporary, HeldErrorFile(temporary, target) as sink:
+        try:
+            with h5py.File(sink, "w") as out:
+                datasets = create_datasets(
+                    out, total, {**attrs, **fuse_attrs}, compress_rasters=compress
+                )
+                statistics = new_statistics()
+                position = 0
+                for source in sources:
+                    copied = _copy_source(source, datasets, statistics, position, sink)
+                    position += copied
+                    bar.update(copied)
+                write_statistics(datasets, statistics)
+        except (OSError, RuntimeError) as error:
+            # (batch files are read in `_copy_source`, whose errors are `_CopyError`s:
+            # what is left is the target's)
+            sink.raise_if_failed()  # the write that failed first, if any
+            raise OutputWriteError(str(target), write_failure_reason(error)) from error
+        sink.raise_if_failed()  # (a write of the final flush)
     return position
 
 
@@ -260,29 +276,43 @@ def _copy_source(
     datasets: Mapping[str, h5py.Dataset],
     statistics: Mapping[str, Any],
     position: int,
+    sink: HeldErrorFile,
 ) -> int:
-    """Append the kept samples of one batch file at `position`; how many were copied."""
+    """Append the kept samples of one batch file at `position`; how many were copied.
+
+    A batch file that cannot be read raises `_CopyError`; a failure to write the target
+    raises `OutputWriteError` (or the h5py error), never blaming the batch file.
+    """
     try:
-        with h5py.File(source.path, "r") as file:
+        file = h5py.File(source.path, "r")
+    except OSError as error:
+        raise _CopyError(source.path, f"unreadable while copying ({error})") from error
+    with file:
+        try:
             group = file[GROUP]
             inputs = [(spec.name, group[spec.name]) for spec in DATASETS]  # looked up once
-            for start in range(0, source.keep.size, BLOCK_SAMPLES):
-                keep = source.keep[start : start + BLOCK_SAMPLES]
-                count = int(keep.sum())
-                if not count:
-                    continue
-                for name, dataset in inputs:
+        except (OSError, KeyError) as error:
+            raise _CopyError(source.path, f"unreadable while copying ({error})") from error
+        for start in range(0, source.keep.size, BLOCK_SAMPLES):
+            keep = source.keep[start : start + BLOCK_SAMPLES]
+            count = int(keep.sum())
+            if not count:
+                continue
+            for name, dataset in inputs:
+                try:
                     block = dataset[start : start + keep.size]
-                    if count < keep.size:
-                        block = block[keep]
-                    # (HDF5's own deflate: its streams are ~4 % smaller and ~9 % faster to
-                    # inflate than ISA-L's, which counts in a file read again and again)
-                    datasets[name][position : position + count] = block
-                    if name in statistics:
-                        statistics[name].update(block)
-                position += count
-    except (OSError, KeyError) as error:
-        raise _CopyError(source.path, f"unreadable while copying ({error})") from error
+                except (OSError, KeyError) as error:
+                    message = f"unreadable while copying ({error})"
+                    raise _CopyError(source.path, message) from error
+                if count < keep.size:
+                    block = block[keep]
+                # (HDF5's own deflate: its streams are ~4 % smaller and ~9 % faster to
+                # inflate than ISA-L's, which counts in a file read again and again)
+                datasets[name][position : position + count] = block
+                sink.raise_if_failed()  # stop at the first failed write, not at the end
+                if name in statistics:
+                    statistics[name].update(block)
+            position += count
     return int(source.keep.sum())
 
 

@@ -7,14 +7,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gedidata.atomic import write_failures_named
 from gedidata.batches import batch_dir
 from gedidata.combine import CombineResult, combine, combined_csv_path
 from gedidata.config import SPLITS, PipelineConfig
 from gedidata.errors import InputError
 from gedidata.extract import ExtractResult, extract_split
 from gedidata.footprints import scan_footprints
-from gedidata.fuse import FUSED_NAME, FuseResult, fuse_directory
+from gedidata.fuse import FUSED_NAME, FuseResult, batch_files, fuse_directory
 from gedidata.gedi import REJECTION_REASONS
+from gedidata.lock import OutputLock, prepare_output_dir
 from gedidata.sources.profiles import load_profile
 from gedidata.subset import SubsetResult, subset_csv_path, subset_split
 
@@ -34,7 +36,17 @@ class RunSummary:
 
 
 def run_pipeline(config: PipelineConfig, progress: bool = True) -> RunSummary:
-    """Run the stages `config` asks for; return the summary (also on --stop-after)."""
+    """Run the stages `config` asks for; return the summary (also on --stop-after).
+
+    OUT is created and checked first, and held (`OutputLock`) for the whole run: a
+    second run into the same folder stops at once, naming this one.
+    """
+    prepare_output_dir(config.output_dir)
+    with OutputLock(config.output_dir), write_failures_named(config.output_dir):
+        return _run_pipeline_locked(config, progress)
+
+
+def _run_pipeline_locked(config: PipelineConfig, progress: bool) -> RunSummary:
     started = time.monotonic()
     summary = RunSummary()
     _check_given_csvs(config)
@@ -97,9 +109,14 @@ def fuse_only(config: PipelineConfig, batches: Path, progress: bool = True) -> R
     started = time.monotonic()
     if not batches.is_dir():
         raise InputError(f"--fuse-hdf5-datasets {batches}: not a folder")
-    summary = RunSummary()
-    target = config.output_dir / FUSED_NAME
-    summary.fuses["fused"] = _fuse(config, batches, target, f"fuse:{batches.resolve()}", progress)
+    if not batch_files(batches):  # (an empty fused file would only hide the mistake)
+        raise InputError(f"no batch files (*.h5) in {batches}: nothing to fuse")
+    prepare_output_dir(config.output_dir)
+    with OutputLock(config.output_dir), write_failures_named(config.output_dir):
+        summary = RunSummary()
+        target = config.output_dir / FUSED_NAME
+        key = f"fuse:{batches.resolve()}"
+        summary.fuses["fused"] = _fuse(config, batches, target, key, progress)
     summary.seconds = time.monotonic() - started
     return summary
 

@@ -92,6 +92,10 @@ class SchemaError(GedidataError):
         self.dataset = dataset
         self.reason = reason
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # workers send errors through pipes; the default would call cls(message)
+        return (type(self), (self.path, self.dataset, self.reason))
+
 
 @dataclass(frozen=True)
 class DatasetSpec:

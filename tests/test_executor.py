@@ -203,3 +203,60 @@ def test_ctrl_c_interrupts_a_blocked_main_thread_after_polars_is_imported(tmp_pa
     finally:
         process.kill()
     assert output == "interrupted\n"
+
+
+def die_once(task: tuple[str, str]) -> str:
+    """SIGKILL this worker the first time `task` runs (a marker file remembers)."""
+    import pathlib
+    import signal
+
+    name, marker_dir = task
+    marker = pathlib.Path(marker_dir) / name
+    if name.startswith("die") and (name == "die-always" or not marker.exists()):
+        marker.touch()
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(0.2)
+    return name
+
+
+def test_a_killed_worker_s_task_runs_again_and_the_others_go_on(tmp_path):
+    """The OOM killer's SIGKILL of one worker: its task runs again on a new worker, the
+    other tasks are not disturbed, and nothing waits forever."""
+    names = ["a", "die-once", "b", "c", "d"]
+    retried: list[tuple[str, str]] = []
+
+    def again(task: tuple[str, str]) -> tuple[str, str]:
+        retried.append(task)
+        return task
+
+    started = time.monotonic()
+    executor = ProcessExecutor(2)
+    results = list(
+        executor.map_unordered(die_once, [(n, str(tmp_path)) for n in names], None, again)
+    )
+    assert sorted(results) == sorted(names)
+    assert retried == [("die-once", str(tmp_path))]
+    assert time.monotonic() - started < 30
+
+
+def test_a_task_that_kills_every_worker_is_given_up_after_the_others(tmp_path):
+    from gedidata.executor import TasksLost
+
+    tasks = [(n, str(tmp_path)) for n in ["a", "die-always", "b", "c"]]
+    results: list[str] = []
+    with pytest.raises(TasksLost, match="SIGKILL") as raised:
+        for result in ProcessExecutor(2, task_attempts=2).map_unordered(die_once, tasks):
+            results.append(result)
+    assert sorted(results) == ["a", "b", "c"]  # the others finished first
+    assert [task for task, _ in raised.value.lost] == [("die-always", str(tmp_path))]
+
+
+def raise_os_error(value: int) -> int:
+    if value == 2:
+        raise FileNotFoundError(f"no file {value}")
+    return value
+
+
+def test_a_task_s_exception_ends_the_map_with_that_exception():
+    with pytest.raises(FileNotFoundError, match="no file 2"):
+        list(ProcessExecutor(2).map_unordered(raise_os_error, [1, 2, 3]))

@@ -8,8 +8,12 @@ import json
 import os
 import socket
 import time
+import urllib.error
+import urllib.request
+from collections import Counter
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree
 
 import numpy as np
@@ -27,11 +31,13 @@ from gedidata.testing.servers import (
     RUSTAC_CONFORMANCE,
     FileServer,
     ServerError,
+    StacProxy,
     StacServer,
     port_accepts,
     rewrite_hrefs,
     s3_gdal_env,
     serve_world,
+    sign_hrefs,
 )
 
 STAC_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "stac"
@@ -551,3 +557,211 @@ def test_serve_world_twice_leaves_nothing_behind(world, stac_items):
         assert not any(psutil.pid_exists(pid) for pid in pids)
         assert not any(port_accepts(p) for p in ports)
         assert _children() == before
+
+
+# --- the STAC proxy and its fault modes ------------------------------------------------------
+
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+TOKEN = "st=2020-01-01&sig=FAKE%2Bsig"
+CONNECTION_LOST = (ConnectionResetError, http.client.RemoteDisconnected, urllib.error.URLError)
+
+
+def call(
+    url: str, body: dict | None = None, *, timeout: float = 5.0, ctype: str = "application/json"
+) -> tuple[int, Any]:
+    """GET (or POST ``body``) with plain urllib; the status and the JSON (or text) answer."""
+    data = None if body is None else json.dumps(body).encode()
+    headers = {"Content-Type": ctype} if data is not None else {}
+    req = urllib.request.Request(url, data=data, headers=headers)
+    try:
+        with _DIRECT.open(req, timeout=timeout) as resp:
+            status, payload = resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        status, payload = exc.code, exc.read()
+    try:
+        return status, json.loads(payload)
+    except ValueError:
+        return status, payload.decode()
+
+
+@pytest.fixture
+def proxy(stac) -> StacProxy:
+    with StacProxy(stac.url) as p:
+        yield p
+
+
+def test_proxy_forwards_queries_content_type_and_errors(proxy, stac):
+    status, landing = call(proxy.url + "/")
+    assert status == 200 and landing["id"] == "stac-server-rs"
+    hrefs = [link["href"] for link in landing["links"]]
+    assert hrefs and all(h.startswith(proxy.url) for h in hrefs)
+    # the query string reaches the target: 7 of the 8 items are sentinel-2
+    status, page = call(f"{proxy.url}/search?collections={S2_COLLECTION}")
+    assert status == 200 and len(page["features"]) == 7
+    status, page = call(proxy.url + "/search", {"limit": 3})
+    assert status == 200 and len(page["features"]) == 3
+    # the request's Content-Type is forwarded (rustac rejects a JSON body sent as text)
+    status, text = call(proxy.url + "/search", {"limit": 3}, ctype="text/plain")
+    assert status == 400 and "json rejection" in text
+    # target errors come back with their status and body (rustac quirk: GET limit + other)
+    status, text = call(f"{proxy.url}/search?collections={S2_COLLECTION}&limit=2")
+    assert (status, text) == call(f"{stac.url}/search?collections={S2_COLLECTION}&limit=2")
+    assert status == 500
+    status, text = call(proxy.url + "/collections/nope")
+    assert status == 404 and "nope" in text
+    assert proxy.requests == 6 and proxy.searches == 4 and proxy.dropped == 0
+    assert proxy.answered_by_status == Counter({200: 3, 400: 1, 500: 1, 404: 1})
+
+
+def test_proxy_unreachable_target_is_502():
+    with StacProxy(f"http://127.0.0.1:{servers.free_port()}") as p:
+        status, doc = call(p.url + "/")
+    assert status == 502 and doc["code"] == "BadGateway"
+
+
+def test_proxy_fail_count_then_success(proxy):
+    proxy.fail(503, count=2, search_only=True)
+    statuses = [call(proxy.url + "/search", {"limit": 1})[0] for _ in range(3)]
+    assert statuses == [503, 503, 200]
+    proxy.fail(429, count=1, search_only=True)
+    assert call(proxy.url + "/")[0] == 200  # search_only: the landing page is not affected
+    status, doc = call(proxy.url + "/search", {"limit": 1})
+    assert status == 429 and doc["code"] == "InjectedFault"
+    assert call(proxy.url + "/search", {"limit": 1})[0] == 200
+    assert proxy.answered_by_status == Counter({503: 2, 200: 3, 429: 1})
+    # the legacy attribute: POST /search only
+    proxy.failures = 2
+    assert call(f"{proxy.url}/search?limit=1")[0] == 200  # GET is not failed
+    assert [call(proxy.url + "/search", {"limit": 1})[0] for _ in range(3)] == [503, 503, 200]
+    assert proxy.failures == 0 and proxy.searches == 9 and proxy.requests == 10
+
+
+def test_proxy_fail_until_reset(proxy):
+    proxy.fail(500, count=None)
+    assert [call(proxy.url + "/")[0] for _ in range(3)] == [500, 500, 500]
+    assert call(proxy.url + "/search", {"limit": 1})[0] == 500
+    proxy.reset()
+    assert call(proxy.url + "/")[0] == 200
+    assert call(proxy.url + "/search", {"limit": 1})[0] == 200
+    assert proxy.answered_by_status == Counter({500: 4, 200: 2})
+    with pytest.raises(ValueError):
+        proxy.fail(503, count=0)
+
+
+def test_proxy_hang_release(proxy):
+    proxy.hang(search_only=True)
+    assert call(proxy.url + "/")[0] == 200  # search_only
+    t0 = time.monotonic()
+    with pytest.raises((TimeoutError, urllib.error.URLError)) as info:
+        call(proxy.url + "/search", {"limit": 1}, timeout=1.0)
+    if isinstance(info.value, urllib.error.URLError):
+        assert isinstance(info.value.reason, TimeoutError)
+    assert 0.9 < time.monotonic() - t0 < 3
+    proxy.release()
+    assert call(proxy.url + "/search", {"limit": 1})[0] == 200
+    assert proxy.searches == 2
+
+
+def test_proxy_close_returns_while_a_request_hangs(stac):
+    p = StacProxy(stac.url)
+    p.hang()
+    conn = socket.create_connection(("127.0.0.1", int(p.url.rsplit(":", 1)[1])), timeout=5)
+    try:
+        conn.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        deadline = time.monotonic() + 5
+        while p.requests == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert p.requests == 1
+        t0 = time.monotonic()
+        p.close()
+        assert time.monotonic() - t0 < 2
+        # the held request was never answered: reset (or EOF), no HTTP answer
+        with contextlib.suppress(ConnectionResetError):
+            assert conn.recv(100) == b""
+    finally:
+        conn.close()
+    assert not port_accepts(int(p.url.rsplit(":", 1)[1]))
+    assert p.answered_by_status == Counter()
+    p.close()  # idempotent
+
+
+def test_proxy_drop(proxy):
+    proxy.drop(count=1)
+    with pytest.raises(CONNECTION_LOST):
+        call(proxy.url + "/")
+    assert call(proxy.url + "/")[0] == 200
+    proxy.drop(count=None, search_only=True)
+    for _ in range(2):
+        with pytest.raises(CONNECTION_LOST):
+            call(proxy.url + "/search", {"limit": 1})
+    assert call(proxy.url + "/")[0] == 200
+    proxy.reset()
+    assert call(proxy.url + "/search", {"limit": 1})[0] == 200
+    assert proxy.dropped == 3 and proxy.answered_by_status == Counter({200: 3})
+    # a raw client sees the abortive close as a reset, not an orderly EOF
+    proxy.drop()
+    with socket.create_connection(("127.0.0.1", int(proxy.url.rsplit(":", 1)[1])), 5) as conn:
+        conn.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        with pytest.raises(ConnectionResetError):
+            conn.recv(100)
+
+
+def test_proxy_down_up(proxy):
+    proxy.down()
+    for _ in range(2):
+        with pytest.raises(CONNECTION_LOST):
+            call(proxy.url + "/")
+        with pytest.raises(CONNECTION_LOST):
+            call(proxy.url + "/search", {"limit": 1})
+    proxy.up()
+    assert call(proxy.url + "/")[0] == 200
+    assert call(proxy.url + "/search", {"limit": 1})[0] == 200
+    assert proxy.dropped == 4 and proxy.requests == 6
+
+
+def test_sign_hrefs():
+    item = {"id": "a", "assets": {"x": {"href": "http://h/x.tif"}, "y": {"href": "http://h/y?a=1"}}}
+    signed = sign_hrefs(TOKEN)(item)
+    assert signed["assets"]["x"]["href"] == f"http://h/x.tif?{TOKEN}"
+    assert signed["assets"]["y"]["href"] == f"http://h/y?a=1&{TOKEN}"
+    assert item["assets"]["x"]["href"] == "http://h/x.tif"  # a copy
+    assert sign_hrefs("?" + TOKEN)(item) == signed
+
+
+def test_proxy_rewrite_items_signs_hrefs(proxy, fs, world):
+    proxy.rewrite_items(sign_hrefs(TOKEN))
+    status, page = call(proxy.url + "/search", {"limit": 100})
+    assert status == 200 and len(page["features"]) == 8
+    hrefs = [a["href"] for f in page["features"] for a in f["assets"].values()]
+    assert hrefs and all(h.endswith("?" + TOKEN) for h in hrefs)
+    status, item = call(f"{proxy.url}/collections/{S2_COLLECTION}/items/S2_TEST_00")
+    assert status == 200 and item["type"] == "Feature"
+    href = item["assets"]["B02"]["href"]
+    assert href == f"{fs.url}/s2/x.tif?{TOKEN}"
+    # the file server ignores the query string: the signed href reads the file
+    ranged = urllib.request.Request(href, headers={"Range": "bytes=0-99"})
+    with _DIRECT.open(ranged, timeout=5) as r:
+        assert r.status == 206 and r.read() == (world / "s2" / "x.tif").read_bytes()[:100]
+    status, landing = call(proxy.url + "/")  # not an item: unchanged
+    assert status == 200 and landing["id"] == "stac-server-rs"
+    proxy.rewrite_items(None)
+    _, page = call(proxy.url + "/search", {"collections": [S2_COLLECTION], "limit": 1})
+    assert page["features"][0]["assets"]["B02"]["href"] == f"{fs.url}/s2/x.tif"
+
+
+def test_pystac_client_through_proxy(proxy, fs):
+    proxy.rewrite_items(sign_hrefs(TOKEN))
+    client = Client.open(proxy.url)
+    assert client.get_self_href().startswith(proxy.url)
+    search = client.search(
+        collections=[S2_COLLECTION],
+        intersects={"type": "Point", "coordinates": INSIDE},
+        datetime="2020-05-01/2020-07-01",
+        max_items=None,
+        limit=2,
+    )
+    items = list(search.items())
+    assert [i.id for i in items] == [f"S2_TEST_{i:02d}" for i in range(5)]
+    assert all(a.href == f"{fs.url}/s2/x.tif?{TOKEN}" for i in items for a in i.assets.values())
+    assert proxy.searches == 3  # three pages, all through the proxy (next links rewritten)
+    assert proxy.answered_by_status[200] == proxy.requests

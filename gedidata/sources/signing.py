@@ -12,12 +12,45 @@ from collections.abc import Callable
 
 from gedidata.sources.profiles import SourceProfile
 
+_PLACEHOLDER = "…"
+
+# A raw query string: everything after "?" up to whitespace or a quote.
 _QUERY = re.compile(r"\?[^\s'\"]*")
+# The same query start percent-encoded once or more (a URL inside a URL: /vsicurl/,
+# redirects, GDAL's own messages): %3F, %253F, ...
+_ENCODED_QUERY = re.compile(r"(%(?:25)*3F)[^\s'\"]*", re.IGNORECASE)
+# Header values (an Authorization or APIM key in a request dump), to the end of the line.
+_HEADER = re.compile(
+    r"(?<![\w-])(authorization|ocp-apim-subscription-key)(['\"]?[ \t]*:[ \t]*)[^\r\n]*",
+    re.IGNORECASE,
+)
+# Token keys outside a query string we already caught (a bare "sig=..." in a message, a
+# dict of params): key=value, key%3Dvalue, key%253Dvalue. The key must start the text or
+# follow a non-name character or an encoded "&"/"?"; the value ends at "&" (raw or
+# encoded), whitespace, a quote, ">" or the end (a value in quotes: key="value").
+_TOKEN_KEYS = (
+    r"sig|se|st|sp|sv|sr|spr|skoid|sktid|skt|ske|sks|skv"
+    r"|x-amz-signature|x-amz-credential|x-amz-security-token"
+    r"|(?:[a-z0-9]+[_-])*token|subscription-key"
+)
+_KEY_VALUE = re.compile(
+    rf"(^|[^\w.%-]|%(?:25)*(?:26|3F))({_TOKEN_KEYS})(=|%(?:25)*3D)(['\"]?)"
+    r"(?:(?!%(?:25)*26)[^&\s'\">])+",
+    re.IGNORECASE,
+)
 
 
 def redact(text: str) -> str:
-    """`text` with URL query strings (where SAS tokens live) replaced by `?…`."""
-    return _QUERY.sub("?…", text)
+    """`text` with secrets replaced by `…`: URL query strings (where SAS tokens live,
+    raw `?` or percent-encoded `%3F`/`%253F`), token-like `key=value` pairs (raw or
+    percent-encoded `=`) and Authorization / subscription-key header values.
+
+    Pure and cheap (precompiled patterns), and idempotent: safe on every log record.
+    """
+    text = _HEADER.sub(rf"\1\2{_PLACEHOLDER}", text)
+    text = _QUERY.sub("?" + _PLACEHOLDER, text)
+    text = _ENCODED_QUERY.sub(rf"\1{_PLACEHOLDER}", text)
+    return _KEY_VALUE.sub(rf"\1\2\3\4{_PLACEHOLDER}", text)
 
 
 def signer_modules(profile: SourceProfile) -> list[str]:

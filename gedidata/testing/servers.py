@@ -74,6 +74,7 @@ import posixpath
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -82,6 +83,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -691,20 +693,106 @@ def serve_world(
         )
 
 
+def sign_hrefs(token: str) -> Callable[[dict], dict]:
+    """A function that returns a copy of an item with ``token`` appended to each asset href.
+
+    ``?token`` is appended, or ``&token`` when the href already has a query string — the way
+    Planetary Computer's SAS signing looks. Meant for :meth:`StacProxy.rewrite_items`; the
+    file server ignores query strings when it serves a file, so signed hrefs still read.
+    """
+    token = token.lstrip("?&")
+
+    def sign(item: dict) -> dict:
+        out = copy.deepcopy(item)
+        for asset in (out.get("assets") or {}).values():
+            href = asset.get("href") if isinstance(asset, dict) else None
+            if isinstance(href, str):
+                asset["href"] = f"{href}{'&' if '?' in href else '?'}{token}"
+        return out
+
+    return sign
+
+
+def _rewrite_items_in(payload: bytes, fn: Callable[[dict], dict]) -> bytes:
+    """``payload`` with ``fn`` applied to its items when it is a FeatureCollection or Item."""
+    try:
+        doc = json.loads(payload)
+    except ValueError:
+        return payload
+    if not isinstance(doc, dict):
+        return payload
+    if doc.get("type") == "FeatureCollection" and isinstance(doc.get("features"), list):
+        doc["features"] = [fn(feature) for feature in doc["features"]]
+    elif doc.get("type") == "Feature":
+        doc = fn(doc)
+    else:
+        return payload
+    return json.dumps(doc).encode()
+
+
+@dataclass
+class _ProxyRule:
+    kind: Literal["fail", "drop"]
+    prefix: str
+    status: int
+    remaining: int | None  # None: until reset
+
+
+class _ProxyHTTPServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False  # hung or idle keep-alive handlers must not block close()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return  # the client went away (timed out, reset): nothing to report
+        super().handle_error(request, client_address)
+
+
 class StacProxy:
-    """A thread that forwards HTTP to a STAC API, counts requests and can fail searches.
+    """A thread that forwards HTTP to a STAC API, counts requests and injects faults.
 
     Links in the answers are rewritten to point at the proxy, so a client opened on
-    ``proxy.url`` keeps talking through it. Set ``failures`` to answer that many of the
-    next ``POST /search`` requests with 503 (retry tests); ``requests`` and ``searches``
-    count what went through (benchmarks).
+    ``proxy.url`` keeps talking through it. Requests are forwarded with their method, path,
+    query string, body and ``Content-Type`` (``application/json`` when a body comes without
+    one), with a ``timeout``; an error answer of the target (4xx/5xx) is passed on with its
+    status and body, an unreachable target is answered 502.
+
+    Fault modes (thread-safe; each applies to all paths, or with ``search_only=True`` only to
+    paths starting with ``/search``):
+
+    * :meth:`fail` — answer ``status`` with a small JSON body, ``count`` times (None: until
+      :meth:`reset`);
+    * :meth:`drop` — close the connection without an answer (SO_LINGER 0: a reset);
+    * :meth:`hang` — hold requests without answering until :meth:`release` (or :meth:`close`);
+    * :meth:`down` / :meth:`up` — while down every request is dropped;
+    * :meth:`rewrite_items` — apply a function to every item of FeatureCollection and Item
+      answers (e.g. :func:`sign_hrefs`);
+    * :meth:`reset` — clear all of them (and release held requests).
+
+    Order: down, then ``failures``, then fail/drop rules in the order they were added (the
+    first that matches takes the request), then hang. ``failures`` (legacy) answers that many
+    of the next ``POST /search`` requests with 503.
+
+    Counters: ``requests`` (all), ``searches`` (paths starting with ``/search``, GET or
+    POST), ``dropped`` and ``answered_by_status`` (a Counter of the statuses sent).
     """
 
-    def __init__(self, target: str, host: str = HOST) -> None:
+    def __init__(self, target: str, host: str = HOST, timeout: float = 30.0) -> None:
         self.target = target.rstrip("/")
+        self.timeout = timeout
         self.requests = 0
         self.searches = 0
         self.failures = 0
+        self.dropped = 0
+        self.answered_by_status: Counter[int] = Counter()
+        self._lock = threading.Lock()
+        self._rules: list[_ProxyRule] = []
+        self._down = False
+        self._hang_prefix: str | None = None
+        self._hang_event = threading.Event()
+        self._rewrite: Callable[[dict], dict] | None = None
+        self._closed = False
+        self._connections: set[socket.socket] = set()
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -713,40 +801,203 @@ class StacProxy:
             def log_message(self, *args: object) -> None:
                 pass
 
-            def _forward(self, method: str) -> None:
-                proxy.requests += 1
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
-                if method == "POST" and self.path.startswith("/search"):
-                    proxy.searches += 1
-                    if proxy.failures > 0:
-                        proxy.failures -= 1
-                        self.send_response(503)
-                        self.send_header("Content-Length", "0")
-                        self.end_headers()
-                        return
-                request = urllib.request.Request(
-                    proxy.target + self.path,
-                    data=body or None,
-                    method=method,
-                    headers={"Content-Type": "application/json"},
-                )
-                with urllib.request.urlopen(request) as response:
-                    payload = response.read().replace(proxy.target.encode(), proxy.url.encode())
-                    self.send_response(response.status)
-                    self.send_header("Content-Type", "application/json")
+            def setup(self) -> None:
+                super().setup()
+                with proxy._lock:
+                    proxy._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with proxy._lock:
+                    proxy._connections.discard(self.connection)
+                super().finish()
+
+            def _abort(self) -> None:
+                """Close without an answer; SO_LINGER 0 makes the close a reset."""
+                self.close_connection = True
+                with proxy._lock:
+                    proxy.dropped += 1
+                with contextlib.suppress(OSError):
+                    self.connection.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                    )
+                    self.connection.close()
+
+            def _send(self, status: int, payload: bytes, ctype: str) -> None:
+                with proxy._lock:
+                    proxy.answered_by_status[status] += 1
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", ctype)
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
                     self.wfile.write(payload)
+                except OSError:  # the client gave up (e.g. timed out while held)
+                    self.close_connection = True
+
+            def _send_json(self, status: int, doc: dict) -> None:
+                self._send(status, json.dumps(doc).encode(), "application/json")
+
+            def _handle(self, method: str) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
+                action, status, event = proxy._admit(method, self.path)
+                if action == "drop":
+                    self._abort()
+                    return
+                if action == "fail":
+                    self._send_json(
+                        status, {"code": "InjectedFault", "description": f"injected {status}"}
+                    )
+                    return
+                if event is not None:
+                    event.wait()
+                    if proxy._closed:
+                        self._abort()
+                        return
+                try:
+                    self._forward(method, body)
+                except Exception as exc:  # e.g. the rewrite function raised
+                    self.close_connection = True
+                    self._send_json(
+                        502, {"code": "ProxyError", "description": f"{type(exc).__name__}: {exc}"}
+                    )
+
+            def _forward(self, method: str, body: bytes) -> None:
+                headers = {}
+                ctype = self.headers.get("Content-Type")
+                if ctype or body:
+                    headers["Content-Type"] = ctype or "application/json"
+                if self.headers.get("Accept"):
+                    headers["Accept"] = self.headers["Accept"]
+                request = urllib.request.Request(
+                    proxy.target + self.path,  # the path with its query string
+                    data=body if body or method == "POST" else None,
+                    method=method,
+                    headers=headers,
+                )
+                try:
+                    with _OPENER.open(request, timeout=proxy.timeout) as response:
+                        status = response.status
+                        rtype = response.headers.get("Content-Type")
+                        payload = response.read()
+                except urllib.error.HTTPError as exc:
+                    status, rtype = exc.code, exc.headers.get("Content-Type")
+                    try:
+                        payload = exc.read()
+                    except OSError:
+                        payload = b""
+                except OSError as exc:  # URLError, timeout, reset: the target is unreachable
+                    self._send_json(
+                        502, {"code": "BadGateway", "description": f"{proxy.target}: {exc}"}
+                    )
+                    return
+                payload = payload.replace(proxy.target.encode(), proxy.url.encode())
+                rewrite = proxy._rewrite
+                if rewrite is not None:
+                    payload = _rewrite_items_in(payload, rewrite)
+                self._send(status, payload, rtype or "application/json")
 
             def do_GET(self) -> None:
-                self._forward("GET")
+                self._handle("GET")
 
             def do_POST(self) -> None:
-                self._forward("POST")
+                self._handle("POST")
 
-        self.server = http.server.ThreadingHTTPServer((host, 0), Handler)
+        self.server = _ProxyHTTPServer((host, 0), Handler)
         self.url = f"http://{host}:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+
+    # -- fault modes ------------------------------------------------------------------------
+
+    @staticmethod
+    def _prefix(search_only: bool) -> str:
+        return "/search" if search_only else "/"
+
+    @staticmethod
+    def _check_count(count: int | None) -> None:
+        if count is not None and count < 1:
+            raise ValueError(f"count must be None or at least 1, not {count}")
+
+    def fail(self, status: int = 503, count: int | None = 1, search_only: bool = False) -> None:
+        """Answer the next ``count`` requests (None: all until :meth:`reset`) with ``status``."""
+        self._check_count(count)
+        with self._lock:
+            self._rules.append(_ProxyRule("fail", self._prefix(search_only), status, count))
+
+    def drop(self, count: int | None = 1, search_only: bool = False) -> None:
+        """Reset the connection of the next ``count`` requests (None: until :meth:`reset`)."""
+        self._check_count(count)
+        with self._lock:
+            self._rules.append(_ProxyRule("drop", self._prefix(search_only), 0, count))
+
+    def hang(self, search_only: bool = False) -> None:
+        """Hold matching requests, unanswered, until :meth:`release` (or :meth:`close`)."""
+        with self._lock:
+            if self._hang_prefix is None:
+                self._hang_event = threading.Event()
+            self._hang_prefix = self._prefix(search_only)
+
+    def release(self) -> None:
+        """End :meth:`hang`: held requests go on to the target, new ones are not held."""
+        with self._lock:
+            self._hang_prefix = None
+            event = self._hang_event
+        event.set()
+
+    def down(self) -> None:
+        """Drop every request (connection reset) until :meth:`up`."""
+        with self._lock:
+            self._down = True
+
+    def up(self) -> None:
+        with self._lock:
+            self._down = False
+
+    def rewrite_items(self, fn: Callable[[dict], dict] | None) -> None:
+        """Apply ``fn`` to each item of FeatureCollection and Item answers (None: stop)."""
+        with self._lock:
+            self._rewrite = fn
+
+    def reset(self) -> None:
+        """Clear every fault mode and the item rewrite, and release held requests.
+
+        The counters are kept.
+        """
+        with self._lock:
+            self._rules.clear()
+            self._down = False
+            self.failures = 0
+            self._rewrite = None
+        self.release()
+
+    def _admit(
+        self, method: str, raw_path: str
+    ) -> tuple[Literal["drop", "fail", "forward"], int, threading.Event | None]:
+        """Count a request and decide what to do with it (under the lock)."""
+        path = urllib.parse.urlsplit(raw_path).path
+        with self._lock:
+            self.requests += 1
+            if path.startswith("/search"):
+                self.searches += 1
+            if self._down:
+                return "drop", 0, None
+            if method == "POST" and path.startswith("/search") and self.failures > 0:
+                self.failures -= 1
+                return "fail", 503, None
+            for rule in self._rules:
+                if path.startswith(rule.prefix):
+                    if rule.remaining is not None:
+                        rule.remaining -= 1
+                        if rule.remaining <= 0:
+                            self._rules.remove(rule)
+                    return rule.kind, rule.status, None
+            if self._hang_prefix is not None and path.startswith(self._hang_prefix):
+                return "forward", 0, self._hang_event
+            return "forward", 0, None
+
+    # -- lifecycle --------------------------------------------------------------------------
 
     def __enter__(self) -> StacProxy:
         return self
@@ -755,5 +1006,17 @@ class StacProxy:
         self.close()
 
     def close(self) -> None:
+        """Stop serving: held requests are reset, open connections shut down. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self.release()
         self.server.shutdown()
         self.server.server_close()
+        with self._lock:
+            connections = list(self._connections)
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        self._thread.join(timeout=5)
