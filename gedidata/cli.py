@@ -6,6 +6,7 @@ import argparse
 import logging
 import math
 import os
+import signal
 import sys
 import urllib.parse
 from collections.abc import Sequence
@@ -20,6 +21,10 @@ from gedidata.logs import configure_logging  # (every handler it installs redact
 logger = logging.getLogger("gedidata")
 
 EXIT_ERROR = 2
+"""A refusal or failure the message explains (bad input, OUT unusable, disk full)."""
+EXIT_TRANSIENT = 3
+"""The run ended, but footprints failed to read: re-running the same command retries them."""
+EXIT_INTERRUPTED = 130
 
 
 GEDI_FIRST_YEAR = 2019
@@ -75,6 +80,13 @@ def _year(text: str) -> int:
 def _non_negative_float(text: str) -> float:
     value = _finite(text, accepted := "a finite number >= 0")
     if value < 0:
+        _refuse(text, accepted)
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _finite(text, accepted := "a finite number > 0")
+    if value <= 0:
         _refuse(text, accepted)
     return value
 
@@ -265,6 +277,20 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="PERCENT",
             help=f"largest {name} share of the window (default {getattr(defaults, name):g})",
         )
+    extract.add_argument(
+        "--http-timeout",
+        type=_positive_float,
+        default=30.0,
+        metavar="SECONDS",
+        help="a STAC request or COG read taking longer is retried (default 30)",
+    )
+    extract.add_argument(
+        "--retry-pause",
+        type=_non_negative_float,
+        default=60.0,
+        metavar="SECONDS",
+        help="wait before reading failed footprints once more at the end (default 60)",
+    )
     extract.add_argument("--batch-size", type=_positive_int, default=1000, metavar="N")
     extract.add_argument(
         "--num-processors", type=_positive_int, default=os.cpu_count() or 1, metavar="N"
@@ -324,6 +350,8 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
             water=args.scl_max_water,
             invalid=args.scl_max_invalid,
         ),
+        http_timeout=args.http_timeout,
+        retry_pause=args.retry_pause,
         fuse_compress=args.fuse_compress,
         stop_after=args.stop_after,
         overwrite=args.overwrite,
@@ -377,6 +405,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from gedidata.pipeline import format_summary, fuse_only, run_pipeline
 
     restore_python_sigint()  # (after polars is imported: Ctrl-C must stop waits too)
+    if hasattr(signal, "SIGXFSZ"):  # past a file size limit: an OSError to report, not a kill
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
     extra_outputs: list[Path] = []
     try:
@@ -397,8 +427,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         logger.error("interrupted; re-run the same command to resume")
-        return 130
+        return EXIT_INTERRUPTED
     print(format_summary(summary))
     for path in extra_outputs:
         print(f"  {path}")
+    if summary.transient:
+        logger.warning(
+            "%d footprints failed to read: re-run the same command to read them again "
+            "(exit status %d)",
+            summary.transient,
+            EXIT_TRANSIENT,
+        )
+        return EXIT_TRANSIENT
     return 0

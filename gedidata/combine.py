@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import multiprocessing
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -30,6 +29,7 @@ from tqdm import tqdm
 from gedidata.atomic import write_json_atomic
 from gedidata.config import SPLITS, PipelineConfig
 from gedidata.errors import GranuleReadError, InputError
+from gedidata.executor import ProcessExecutor, TasksLost
 from gedidata.gedi import QualityRule, parse_granule_name
 from gedidata.granule import read_granule
 from gedidata.shuffle import PART_SUFFIX, write_part, write_shuffled_csv
@@ -202,10 +202,15 @@ def _run_tasks(tasks: list[_GranuleTask], processes: int) -> Iterator[GranuleTal
     if processes <= 1 or len(tasks) <= 1:
         yield from map(_combine_granule, tasks)
         return
-    # spawn: h5py/HDF5 state must not be inherited through fork.
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(min(processes, len(tasks))) as pool:
-        yield from pool.imap_unordered(_combine_granule, tasks)
+    # worker processes, not fork: h5py/HDF5 state must not be inherited. A granule whose
+    # worker dies (twice) is reported unreadable; the step stays incomplete, so a
+    # re-run tries it again.
+    executor = ProcessExecutor(min(processes, len(tasks)), preload=[__name__])
+    try:
+        yield from executor.map_unordered(_combine_granule, tasks)
+    except TasksLost as lost:
+        for task, reason in lost.lost:
+            yield GranuleTally(name=task.path.name, split=task.split, error=f"worker {reason}")
 
 
 def _combine_granule(task: _GranuleTask) -> GranuleTally:

@@ -48,6 +48,10 @@ class PipelineConfig:
     max_scene_candidates: int = 3
     max_slope: float = 15.0
     scl_limits: SclLimits = field(default_factory=SclLimits)
+    http_timeout: float = 30.0
+    """Seconds one network request (STAC, COG read) may take before it is retried."""
+    retry_pause: float = 60.0
+    """Seconds to wait before the footprints that failed to read are read once more."""
     fuse_compress: bool = False
     """Also gzip the raster chunks of fused files (smaller, slower random reads)."""
     stop_after: Stage | None = None

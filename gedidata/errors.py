@@ -42,6 +42,21 @@ class AssetReadError(GedidataError):
     """A raster asset could not be opened or read (after retries and re-signing)."""
 
 
+class DatasetReadError(AssetReadError):
+    """Reading the pixels of an open dataset failed (after GDAL's own retries).
+
+    ``dataset`` is the dataset that failed, so the caller can tell which asset it was;
+    the message never holds its (possibly signed) URL.
+    """
+
+    def __init__(self, message: str, dataset: object = None) -> None:
+        super().__init__(message)
+        self.dataset = dataset
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self),))  # (an open dataset does not cross processes)
+
+
 class OutputBusyError(GedidataError):
     """Another gedidata run holds the output folder (its lock, `gedidata.lock`)."""
 

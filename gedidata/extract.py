@@ -16,15 +16,13 @@ atomically after the ledger, so a complete HDF5 file marks a complete batch.
 
 from __future__ import annotations
 
-import csv
 import logging
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -40,7 +38,6 @@ from rasterio.warp import transform as warp_transform
 
 from gedidata import __version__
 from gedidata.agbd import agbd_disk
-from gedidata.atomic import atomic_output
 from gedidata.batches import (
     batch_dir,
     batch_name,
@@ -50,16 +47,28 @@ from gedidata.batches import (
     plan_batches,
 )
 from gedidata.config import PipelineConfig, SclLimits
-from gedidata.errors import GedidataError
+from gedidata.errors import AssetReadError, GedidataError
 from gedidata.executor import (
     DaemonThreads,
     Executor,
     ProcessExecutor,
     SerialExecutor,
+    TasksLost,
     report_progress,
 )
 from gedidata.gedi import delta_time_to_datetime
 from gedidata.geometry import WINDOW_SIZE
+from gedidata.ledger import (
+    INVALID_INPUT,
+    OK,
+    READ_ERROR,
+    LedgerEntry,
+    merge_ledgers,
+    read_entries,
+    read_outcomes,
+    transient_count,
+    write_ledger,
+)
 from gedidata.quality import scl_rejection, scl_stats, slope_rejection
 from gedidata.reader import (
     read_dem_with_slope_many,
@@ -67,7 +76,7 @@ from gedidata.reader import (
     read_mosaic_many,
     read_resampled_many,
 )
-from gedidata.schema import Sample, SampleBuffer, write_samples
+from gedidata.schema import Sample, SampleBuffer, check_file, write_samples
 from gedidata.sources.harmonize import Harmonization, harmonization
 from gedidata.sources.profiles import BAND_RESOLUTION, S2_BANDS, SourceProfile
 from gedidata.sources.reading import open_asset
@@ -76,6 +85,7 @@ from gedidata.sources.search import (
     SceneCandidate,
     SceneSearch,
     SceneSearchResult,
+    retrying_stac_io,
 )
 from gedidata.sources.signing import HrefSigner, redact, signer_modules
 
@@ -102,10 +112,19 @@ CLOUD_OPTIMIZED_GDAL: dict[str, str | int] = {
     "GDAL_MAX_RAW_BLOCK_CACHE_SIZE": 64 * 2**20,
     "GDAL_HTTP_MAX_RETRY": "4",
     "GDAL_HTTP_RETRY_DELAY": "0.5",
+    # a request that cannot connect or stalls ends (and is retried) instead of holding
+    # its worker for as long as the server keeps the connection; the read timeout is
+    # the run's --http-timeout (`gdal_env`)
+    "GDAL_HTTP_CONNECTTIMEOUT": "10",
 }
 """GDAL settings for cloud-optimized reads: no directory listing, merged ranges, caches."""
 
-LEDGER_COLUMNS = ("shot_number", "outcome", "scene", "detail")
+CONNECT_TIMEOUT = 10.0
+"""Seconds to connect to a STAC API or a file server before the attempt counts as failed."""
+
+SEARCH_DEADLINE_TIMEOUTS = 20
+"""A run's STAC searches get this many --http-timeout in all (retries and pages
+included); past it the run's footprints are read errors, retried at the end."""
 
 DEM_MARGIN_DEG = 0.0006
 """How far beyond a window DEM tiles are read: the slope's extra pixel (10 m) plus a
@@ -159,6 +178,8 @@ class ExtractSettings:
     max_scene_candidates: int
     max_slope: float
     scl_limits: SclLimits
+    http_timeout: float = 30.0
+    """Seconds a network request may take (GDAL reads, STAC requests) before a retry."""
 
     @classmethod
     def from_config(cls, config: PipelineConfig, profile: SourceProfile) -> ExtractSettings:
@@ -169,7 +190,14 @@ class ExtractSettings:
             max_scene_candidates=config.max_scene_candidates,
             max_slope=config.max_slope,
             scl_limits=config.scl_limits,
+            http_timeout=config.http_timeout,
         )
+
+    def gdal_env(self) -> dict[str, str | int]:
+        """The GDAL settings of a worker's reads: `CLOUD_OPTIMIZED_GDAL`, the timeout,
+        then the source profile's own."""
+        timeout = str(max(1, round(self.http_timeout)))
+        return {**CLOUD_OPTIMIZED_GDAL, "GDAL_HTTP_TIMEOUT": timeout, **self.profile.gdal_env}
 
 
 @dataclass(frozen=True)
@@ -218,6 +246,15 @@ class ExtractResult:
     outcomes: Counter[str] = field(default_factory=Counter)
     ledger: Path | None = None
     seconds: float = 0.0
+    retried: int = 0
+    """Footprints with a transient outcome that the run read again at its end."""
+    unfinished: int = 0
+    """Footprints of batches that were never written (their worker kept dying)."""
+
+    @property
+    def transient(self) -> int:
+        """Footprints a later run of the same command reads again (read errors, unfinished)."""
+        return transient_count(self.outcomes) + self.unfinished
 
 
 def extract_split(
@@ -228,32 +265,38 @@ def extract_split(
     executor: Executor | None = None,
     progress: bool = True,
 ) -> ExtractResult:
-    """Extract every footprint of `subset_csv` into `OUT/<split>/hdf5_batch_data/`."""
-    # here, not at the top: the workers import this module and need neither
-    from tqdm import tqdm
+    """Extract every footprint of `subset_csv` into `OUT/<split>/hdf5_batch_data/`.
 
-    from gedidata.footprints import collect_footprints, scan_footprints
+    Rows that cannot be footprints (`footprints.split_invalid_rows`) are ``invalid_input``
+    at once. Batches that are complete are kept; the others are extracted, and those
+    that end with transient outcomes (read errors) are extracted once more at the end,
+    after `config.retry_pause` seconds, in new worker processes.
+    """
+    # here, not at the top: the workers import this module and need neither
+    from gedidata.footprints import collect_footprints, scan_footprints, split_invalid_rows
 
     started = time.monotonic()
-    frame = collect_footprints(scan_footprints(subset_csv), subset_csv)
+    frame, invalid = split_invalid_rows(collect_footprints(scan_footprints(subset_csv), subset_csv))
     directory = batch_dir(config.output_dir, split)
     ledger_dir = directory.parent / "ledger"
-    done = complete_batches(directory, config.batch_size)
+    directory.mkdir(parents=True, exist_ok=True)  # (also for a split with no footprint)
+    ledger_dir.mkdir(exist_ok=True)
+    refused = [LedgerEntry(_shot_or_zero(s), INVALID_INPUT, "", d) for s, d in invalid.iter_rows()]
+    if read_entries(ledger_dir / INVALID_LEDGER) != refused:  # (a re-run changes no file)
+        write_ledger(ledger_dir / INVALID_LEDGER, refused)
+    if invalid.height:
+        logger.warning(
+            "extract %s: %d rows of %s are not usable footprints (invalid_input), e.g. %s",
+            split, invalid.height, subset_csv, invalid["detail"][0],
+        )  # fmt: skip
+    count = -(-frame.height // config.batch_size)
+    done = _complete_batches(directory, ledger_dir, config.batch_size, count)
     _remove_stale_temporaries(directory, ledger_dir)
-    pending = len(set(range(-(-frame.height // config.batch_size))) - done)  # batches
-    run_indexes = batch_runs(
-        list(range(pending)),
-        config.num_processors,
-        max_run=max(1, RUN_FOOTPRINTS // config.batch_size),
-        min_run=-(-MIN_RUN_FOOTPRINTS // config.batch_size),
-    )
+    pending = count - len(done)
+    runs_wanted = len(_runs(list(range(pending)), config))
     # with more than one run, a pool's workers fork from a server that starts importing
     # now, while the footprints are planned
-    pool = (
-        ProcessExecutor(config.num_processors, preload=[__name__, *signer_modules(profile)])
-        if executor is None and config.num_processors > 1 and len(run_indexes) > 1
-        else None
-    )
+    pool = _pool(config, profile) if executor is None and pending and runs_wanted > 1 else None
     day = frame["delta_time"].to_numpy() / 86400.0
     order = batch_order(
         frame["lon_lowestmode"].to_numpy(),
@@ -268,46 +311,160 @@ def extract_split(
         BatchTask(
             index=index,
             path=directory / batch_name(config.batch_size, index),
-            ledger=ledger_dir / f"batch_{config.batch_size}_{index}.csv",
+            ledger=_ledger_path(ledger_dir, config.batch_size, index),
             footprints=tuple(frame[rows].to_dicts()),
         )
         for index, rows in enumerate(plans)
         if index not in done
     ]
-    runs = [tuple(tasks[i] for i in run) for run in run_indexes]
-    result = ExtractResult(split, footprints=frame.height, batches=len(plans))
+    result = ExtractResult(split, footprints=frame.height + invalid.height, batches=len(plans))
     result.skipped_batches = len(plans) - len(tasks)
     if result.skipped_batches:
         logger.info("extract %s: %d of %d batches already complete", split, len(done), len(plans))
-    executor = executor or pool or SerialExecutor()
-    bar = tqdm(total=frame.height, unit="footprint", desc=f"extract {split}", disable=not progress)
-    shown: Counter[str] = Counter()
-
-    def show(outcomes: Counter[str]) -> None:
-        shown.update(outcomes)
-        bar.set_postfix(kept=shown["ok"], rejected=shown.total() - shown["ok"], refresh=False)
-        bar.update(sum(outcomes.values()))  # (draws the bar with the counts above)
-
-    # the first runs' searches start now, while the workers start
-    searched = _SearchAhead(runs, settings, min(config.num_processors, len(runs)))
-    with bar:
-        bar.update(sum(len(plans[index]) for index in done if index < len(plans)))
-        try:
-            for _ in executor.map_unordered(
-                extract_run, searched, on_progress=show if progress else None
-            ):
-                pass
-        finally:
-            searched.close()
-        result.outcomes = _ledger_outcomes(ledger_dir, config.batch_size, len(plans))
-        bar.n = frame.height  # the batches of workers that died did not report
-        kept = result.outcomes["ok"]
-        bar.set_postfix(kept=kept, rejected=result.outcomes.total() - kept)
+    run = _BatchRunner(config, split, settings, executor or pool or SerialExecutor(), progress)
+    run.extract(tasks, total=result.footprints, already=result.footprints - sum(
+        len(task.footprints) for task in tasks
+    ))  # fmt: skip
+    # What failed to read is read again once, in new processes (GDAL remembers failed
+    # requests per process), after a pause that lets a throttled service recover.
+    again = [task for task in tasks if not _batch_complete(task.path, task.ledger)]
+    if again:
+        result.retried = sum(len(task.footprints) for task in again)
+        logger.warning(
+            "extract %s: %d footprints of %d batches failed to read; reading them again in %g s",
+            split, result.retried, len(again), config.retry_pause,
+        )  # fmt: skip
+        time.sleep(config.retry_pause)
+        retry_executor = executor or _pool(config, profile, len(_runs(again, config)))
+        _BatchRunner(config, split, settings, retry_executor, progress, "again").extract(
+            again, total=result.retried
+        )
+    ledgers = [ledger_dir / INVALID_LEDGER] + [
+        _ledger_path(ledger_dir, config.batch_size, index) for index in range(len(plans))
+    ]
+    result.outcomes = Counter()
+    for index, path in enumerate(ledgers):
+        outcomes = read_outcomes(path) if path.exists() else None
+        if outcomes is not None:
+            result.outcomes.update(outcomes)
+        elif index:  # a batch never written: its worker died every time
+            result.unfinished += len(plans[index - 1])
     result.ledger = config.output_dir / f"{split}_ledger.csv"
     if tasks or not result.ledger.exists():  # an unchanged ledger is not rewritten
-        _merge_ledgers(ledger_dir, config.batch_size, len(plans), result.ledger)
+        merge_ledgers(ledgers, result.ledger)
     result.seconds = time.monotonic() - started
     return result
+
+
+INVALID_LEDGER = "invalid.csv"
+"""The ledger of the rows refused before any read (in `OUT/<split>/ledger/`)."""
+
+
+def _ledger_path(ledger_dir: Path, size: int, index: int) -> Path:
+    return ledger_dir / f"batch_{size}_{index}.csv"
+
+
+def _shot_or_zero(shot: int | None) -> int:
+    return 0 if shot is None else int(shot)
+
+
+def _runs(items: list[Any], config: PipelineConfig) -> list[list[Any]]:
+    """`items` (pending batches) cut into runs for the workers (`batch_runs`)."""
+    indexes = batch_runs(
+        list(range(len(items))),
+        config.num_processors,
+        max_run=max(1, RUN_FOOTPRINTS // config.batch_size),
+        min_run=-(-MIN_RUN_FOOTPRINTS // config.batch_size),
+    )
+    return [[items[i] for i in run] for run in indexes]
+
+
+def _pool(config: PipelineConfig, profile: SourceProfile, runs: int | None = None) -> Executor:
+    processes = config.num_processors if runs is None else min(config.num_processors, runs)
+    return ProcessExecutor(max(1, processes), preload=[__name__, *signer_modules(profile)])
+
+
+def _complete_batches(directory: Path, ledger_dir: Path, size: int, count: int) -> set[int]:
+    """Batches done for good: their HDF5 file and ledger agree, and no footprint of
+    theirs has a transient outcome (those batches are extracted again)."""
+    return {
+        index
+        for index in complete_batches(directory, size)
+        if index < count
+        and _batch_complete(
+            directory / batch_name(size, index), _ledger_path(ledger_dir, size, index)
+        )
+    }
+
+
+def _batch_complete(path: Path, ledger: Path) -> bool:
+    """Whether a batch's files are whole and final (see `_complete_batches`)."""
+    outcomes = read_outcomes(ledger) if path.exists() else None
+    if outcomes is None or transient_count(outcomes):
+        return False
+    try:
+        return check_file(path) == outcomes[OK]
+    except (GedidataError, OSError):
+        return False
+
+
+class _BatchRunner:
+    """Extracts batches in runs on an executor, with a progress bar."""
+
+    def __init__(
+        self,
+        config: PipelineConfig,
+        split: str,
+        settings: ExtractSettings,
+        executor: Executor,
+        progress: bool,
+        label: str = "",
+    ) -> None:
+        self.config = config
+        self.split = split
+        self.settings = settings
+        self.executor = executor
+        self.progress = progress
+        self.label = f"extract {split}" + (f" ({label})" if label else "")
+
+    def extract(self, tasks: list[BatchTask], total: int, already: int = 0) -> None:
+        from tqdm import tqdm  # (the workers import this module and do not need it)
+
+        runs = [tuple(run) for run in _runs(tasks, self.config)]
+        bar = tqdm(total=total, unit="footprint", desc=self.label, disable=not self.progress)
+        shown: Counter[str] = Counter()
+
+        def show(outcomes: Counter[str]) -> None:
+            shown.update(outcomes)
+            kept = shown[OK]
+            bar.set_postfix(kept=kept, rejected=shown.total() - kept, refresh=False)
+            bar.update(sum(outcomes.values()))  # (draws the bar with the counts above)
+
+        # the first runs' searches start now, while the workers start
+        workers = max(1, min(self.config.num_processors, len(runs)))
+        searched = _SearchAhead(runs, self.settings, workers)
+        with bar:
+            bar.update(already)
+            try:
+                for _ in self.executor.map_unordered(
+                    extract_run,
+                    searched,
+                    on_progress=show if self.progress else None,
+                    on_retry=_unwritten,
+                ):
+                    pass
+            except TasksLost as lost:  # (their batches stay incomplete: the next run redoes them)
+                logger.error("extract %s: %s", self.split, lost)
+            finally:
+                searched.close()
+            bar.n = total  # the batches of workers that died did not report
+            bar.refresh()
+
+
+def _unwritten(task: RunTask) -> RunTask | None:
+    """A run whose worker died, less the batches it wrote before dying (None: all)."""
+    left = tuple(batch for batch in task.batches if not _batch_complete(batch.path, batch.ledger))
+    return replace(task, batches=left) if left else None
 
 
 def _remove_stale_temporaries(*directories: Path) -> None:
@@ -317,26 +474,6 @@ def _remove_stale_temporaries(*directories: Path) -> None:
             for stale in directory.glob(".batch_*.tmp-*"):
                 logger.info("removing %s left by an interrupted run", stale)
                 stale.unlink(missing_ok=True)
-
-
-def _ledger_outcomes(ledger_dir: Path, size: int, count: int) -> Counter[str]:
-    outcomes: Counter[str] = Counter()
-    for index in range(count):
-        path = ledger_dir / f"batch_{size}_{index}.csv"
-        if path.exists():
-            with path.open(newline="") as handle:
-                outcomes.update(row["outcome"] for row in csv.DictReader(handle, delimiter=";"))
-    return outcomes
-
-
-def _merge_ledgers(ledger_dir: Path, size: int, count: int, target: Path) -> None:
-    with atomic_output(target) as temporary, temporary.open("w", newline="") as sink:
-        sink.write(";".join(LEDGER_COLUMNS) + "\n")
-        for index in range(count):
-            path = ledger_dir / f"batch_{size}_{index}.csv"
-            if path.exists():
-                lines = path.read_text().splitlines(keepends=True)
-                sink.writelines(lines[1:])
 
 
 # --------------------------------------------------------------------------- one batch
@@ -356,11 +493,11 @@ def extract_run(task: RunTask) -> list[BatchResult]:
     """
     started = time.monotonic()
     settings = task.settings
-    env = {**CLOUD_OPTIMIZED_GDAL, **settings.profile.gdal_env}
+    env = settings.gdal_env()
     batches = [list(batch.footprints) for batch in task.batches]
     results: list[BatchResult] = []
 
-    def write(index: int, ledger: list[dict[str, Any]], samples: list[Sample]) -> None:
+    def write(index: int, ledger: list[LedgerEntry], samples: list[Sample]) -> None:
         seconds = time.monotonic() - started
         results.append(_write_batch(task.batches[index], ledger, samples, settings, seconds))
 
@@ -368,13 +505,13 @@ def extract_run(task: RunTask) -> list[BatchResult]:
         scenes = task.scenes
         if scenes.auxiliary is None:
             for index, rows in enumerate(batches):
-                write(index, [_entry(row, "read_error", "", scenes.error) for row in rows], [])
+                write(index, [_entry(row, READ_ERROR, "", scenes.error) for row in rows], [])
         else:
             _extract_footprints(batches, settings, assets, scenes.found, scenes.auxiliary, write)
     return results
 
 
-BatchWriter = Callable[[int, list[dict[str, Any]], list[Sample]], None]
+BatchWriter = Callable[[int, list[LedgerEntry], list[Sample]], None]
 """Takes a finished batch: its index in the run, ledger entries and samples in order."""
 
 
@@ -397,7 +534,7 @@ def _extract_footprints(
         for index, rows in enumerate(batches)
         for position, row in enumerate(rows)
     }
-    ledgers: list[list[tuple[int, dict[str, Any]]]] = [[] for _ in batches]
+    ledgers: list[list[tuple[int, LedgerEntry]]] = [[] for _ in batches]
     samples: list[list[tuple[int, Sample]]] = [[] for _ in batches]
     remaining = [len(rows) for rows in batches]
     for index, count in enumerate(remaining):
@@ -429,7 +566,7 @@ def _extract_footprints(
     for row in _reading_order(everything, found.candidates):
         shot = int(row["shot_number"])
         if shot in found.errors:
-            record(row, "read_error", "", found.errors[shot])
+            record(row, READ_ERROR, "", found.errors[shot])
         else:
             searched.append(row)
     chosen, rejected = _choose_scenes(searched, found, settings, assets)
@@ -443,7 +580,7 @@ def _extract_footprints(
         # Pass 2: band by band (one dataset at a time reads fastest).
         failed = _read_bands(chunk, settings, assets)
         for item, detail in failed.items():
-            record(item.row, "read_error", item.candidate.item_id, detail)
+            record(item.row, READ_ERROR, item.candidate.item_id, detail)
         # Pass 3: DEM, slope, WorldCover, AGBD disk (the windows of one CRS together).
         by_crs: dict[CRS, list[_Chosen]] = {}
         for item in chunk:
@@ -484,27 +621,24 @@ def _first(pair: tuple[int, Any]) -> int:
 
 def _write_batch(
     task: BatchTask,
-    ledger: list[dict[str, Any]],
+    ledger: list[LedgerEntry],
     samples: list[Sample],
     settings: ExtractSettings,
     seconds: float,
 ) -> BatchResult:
-    """A batch's ledger, then its HDF5 file (whose presence marks the batch complete)."""
-    with atomic_output(task.ledger) as temporary, temporary.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=LEDGER_COLUMNS, delimiter=";")
-        writer.writeheader()
-        writer.writerows(ledger)
+    """A batch's ledger, then its HDF5 file (whose presence marks the batch written)."""
+    write_ledger(task.ledger, ledger)
     buffer = SampleBuffer(len(task.footprints))
     for sample in samples:
         buffer.append(sample)
     write_samples(task.path, buffer, _batch_attrs(settings))
-    outcomes = Counter(entry["outcome"] for entry in ledger)
+    outcomes = Counter(entry.outcome for entry in ledger)
     logger.debug("batch %d: %s", task.index, dict(outcomes))
     return BatchResult(task.index, outcomes, buffer.count, seconds)
 
 
-def _entry(row: dict[str, Any], outcome: str, scene: str, detail: str) -> dict[str, Any]:
-    return {"shot_number": row["shot_number"], "outcome": outcome, "scene": scene, "detail": detail}
+def _entry(row: dict[str, Any], outcome: str, scene: str, detail: str) -> LedgerEntry:
+    return LedgerEntry(int(row["shot_number"]), outcome, scene, detail)
 
 
 def _query(row: dict[str, Any]) -> FootprintQuery:
@@ -550,23 +684,62 @@ def _tile_order(candidate: SceneCandidate | None, row: dict[str, Any]) -> tuple[
 
 
 class _AssetCache:
-    """Datasets opened once per batch (signed just before opening)."""
+    """Datasets opened once per run (signed just before opening), and the assets that
+    failed for good in this run.
+
+    A failed open (after GDAL's retries and a re-signing on 403) marks its asset
+    failed at once; a failed read closes the dataset so the next use opens it afresh,
+    with a new signature, and a second failed read marks it failed. The footprints of a
+    failed asset are read errors at once (retried at the end of the run, in a new
+    process), instead of each waiting through the retries again.
+    """
 
     def __init__(self, profile: SourceProfile) -> None:
         self.signer = HrefSigner(profile)
-        self.stack = ExitStack()
         self.datasets: dict[str, DatasetReader] = {}
+        self.href_of: dict[int, str] = {}  # id(dataset) → href
+        self.failed: dict[str, str] = {}  # href → why
+        self.read_failures: Counter[str] = Counter()
 
     def __enter__(self) -> _AssetCache:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.stack.close()
+        for dataset in self.datasets.values():
+            dataset.close()
+        self.datasets.clear()
 
     def open(self, href: str) -> DatasetReader:
+        if href in self.failed:
+            raise AssetReadError(self.failed[href])
         if href not in self.datasets:
-            self.datasets[href] = self.stack.enter_context(open_asset(href, self.signer))
+            try:
+                dataset = open_asset(href, self.signer)
+            except AssetReadError as error:
+                self._give_up(href, str(error))
+                raise
+            self.datasets[href] = dataset
+            self.href_of[id(dataset)] = href
         return self.datasets[href]
+
+    def read_failed(self, error: BaseException) -> None:
+        """Note a failed read (`DatasetReadError`); other errors say nothing of an asset."""
+        dataset = getattr(error, "dataset", None)
+        href = self.href_of.pop(id(dataset), None)
+        if href is None or self.datasets.get(href) is not dataset:
+            return
+        del self.datasets[href]
+        dataset.close()  # type: ignore[union-attr]
+        self.read_failures[href] += 1
+        if self.read_failures[href] == 1:
+            self.signer.refresh()  # (a 403 of an expired token reads like any failure)
+        else:
+            self._give_up(href, f"{redact(href)}: {error}")
+
+    def _give_up(self, href: str, reason: str) -> None:
+        reason = redact(reason)[:300]
+        self.failed[href] = reason
+        logger.warning("giving up on an asset for the rest of this run: %s", reason)
 
 
 class _SearchAhead:
@@ -589,6 +762,8 @@ class _SearchAhead:
         self._threads = DaemonThreads(threads, "gedidata-stac")
         self._local = threading.local()  # a `SceneSearch` (HTTP session) per thread
         self._ahead: dict[Future[RunScenes], tuple[BatchTask, ...]] = {}
+        self._deadline = SEARCH_DEADLINE_TIMEOUTS * settings.http_timeout
+        self._deadlines: dict[Future[RunScenes], float] = {}
         for _ in range(threads):
             self._start_next()
 
@@ -597,14 +772,31 @@ class _SearchAhead:
         if run is not None:
             search = self._threads.submit(_search_run, run, self._settings, self._local)
             self._ahead[search] = run
+            self._deadlines[search] = time.monotonic() + self._deadline
 
     def __iter__(self) -> Iterator[RunTask]:
         while self._ahead:
-            finished, _ = wait(self._ahead, return_when=FIRST_COMPLETED)
-            for search in finished:
+            now = time.monotonic()
+            first_deadline = min(self._deadlines[search] for search in self._ahead)
+            finished, _ = wait(
+                self._ahead, timeout=max(0.0, first_deadline - now), return_when=FIRST_COMPLETED
+            )
+            late = {s for s in self._ahead if s not in finished and self._deadlines[s] <= now}
+            for search in [*finished, *late]:
                 run = self._ahead.pop(search)
+                self._deadlines.pop(search)
                 self._start_next()
-                yield RunTask(run, self._settings, search.result())
+                yield RunTask(run, self._settings, self._scenes(search))
+
+    def _scenes(self, search: Future[RunScenes]) -> RunScenes:
+        if search.done():
+            return search.result()
+        # (the thread goes on until its own timeouts end it; its result is dropped)
+        search.cancel()
+        seconds = self._deadline
+        message = f"STAC API {self._settings.profile.stac_url}: no answer within {seconds:g} s"
+        logger.warning("%s", message)
+        return RunScenes(SceneSearchResult(), None, message)
 
     def close(self) -> None:
         """Stop searching: searches not started are cancelled; one under way ends on its
@@ -631,6 +823,7 @@ def _search_run(
                 settings.profile,
                 max_cloud_cover=settings.max_cloud_cover,
                 search_days=settings.search_days,
+                stac_io=retrying_stac_io(timeout=(CONNECT_TIMEOUT, settings.http_timeout)),
             )
         found = search.find([_query(row) for rows in batches for row in rows])
         auxiliary = _AuxiliaryItems(search, batches, settings)
@@ -776,6 +969,7 @@ def _read_scl(
         dataset = assets.open(href)
         return list(read_resampled_many(dataset, transforms, crs, resampling=Resampling.nearest))
     except (GedidataError, KeyError, OSError) as error:
+        assets.read_failed(error)
         if len(members) == 1:
             return [redact(str(error))[:300]]
     return [_read_scl(href, [member], assets)[0] for member in members]
@@ -820,7 +1014,8 @@ def _read_bands(
         for (channel, band, href, items), read in zip(jobs, reads, strict=True):
             try:
                 values = _harmonized(read.result(), items) if read is not None else None
-            except (GedidataError, KeyError, OSError):
+            except (GedidataError, KeyError, OSError) as error:
+                assets.read_failed(error)
                 values = None  # one footprint at a time below, so each gets its own outcome
             for index, item in enumerate(items):
                 try:
@@ -830,6 +1025,7 @@ def _read_bands(
                         else _harmonized(_read_band(assets.open(href), band, [item]), [item])[0]
                     )
                 except (GedidataError, KeyError, OSError) as error:
+                    assets.read_failed(error)
                     failed[item] = redact(str(error))[:300]
                     continue
                 assert item.sentinel2 is not None  # allocated above
@@ -877,8 +1073,9 @@ def _finish(
     try:
         return _finish_together(items, settings, assets, auxiliary)
     except (GedidataError, KeyError, OSError) as error:
+        assets.read_failed(error)
         if len(items) == 1:
-            return [("read_error", items[0].candidate.item_id, redact(str(error))[:300], None)]
+            return [(READ_ERROR, items[0].candidate.item_id, redact(str(error))[:300], None)]
         return [_finish([item], settings, assets, auxiliary)[0] for item in items]
 
 

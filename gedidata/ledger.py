@@ -73,6 +73,18 @@ def read_outcomes(path: Path) -> Counter[str] | None:
         return None
 
 
+def read_entries(path: Path) -> list[LedgerEntry] | None:
+    """A ledger's entries; None when it is missing or unreadable."""
+    try:
+        with path.open(newline="") as handle:
+            reader = csv.reader(handle, delimiter=";")
+            if next(reader, None) != list(LEDGER_COLUMNS):
+                return None
+            return [LedgerEntry(int(shot), *rest) for shot, *rest in reader]
+    except (OSError, UnicodeDecodeError, csv.Error, ValueError, TypeError):
+        return None
+
+
 def merge_ledgers(parts: Sequence[Path], target: Path) -> None:
     """Concatenate the ledgers that exist among `parts` into `target`, atomically."""
     with atomic_output(target) as temporary, temporary.open("w", newline="") as sink:

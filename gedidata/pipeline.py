@@ -34,6 +34,12 @@ class RunSummary:
     given: dict[str, Path] = field(default_factory=dict)
     seconds: float = 0.0
 
+    @property
+    def transient(self) -> int:
+        """Footprints that failed to read (or were never extracted) after the run's own
+        retries: the same command reads them again."""
+        return sum(extract.transient for extract in self.extracts.values())
+
 
 def run_pipeline(config: PipelineConfig, progress: bool = True) -> RunSummary:
     """Run the stages `config` asks for; return the summary (also on --stop-after).
@@ -186,6 +192,31 @@ def format_summary(summary: RunSummary) -> str:
                 rows.append(("extract", split, "", "", f"{count:,}", reason))
         if extract.ledger is not None:
             files.append(extract.ledger)
+    notes: list[str] = []
+    for split, extract in summary.extracts.items():
+        if extract.transient:
+            notes.append(
+                f"{split}: {extract.transient:,} footprints could not be read (services down, "
+                "throttled or tokens expired, also when read again at the end of the run): "
+                "re-run the same command to read them again"
+            )
+        if extract.unfinished:
+            notes.append(
+                f"{split}: {extract.unfinished:,} of them were never extracted: the worker "
+                "process reading them died each time (out of memory?)"
+            )
+        fused_split = summary.fuses.get(split)
+        kept = extract.outcomes.get("ok", 0)
+        if fused_split is not None and fused_split.samples_in != kept:
+            why = []
+            if fused_split.skipped:
+                why.append(f"{len(fused_split.skipped)} batch files unreadable (skipped)")
+            if fused_split.samples_in > kept:
+                why.append("the batch folder holds batches from other runs")
+            notes.append(
+                f"{split}: extract kept {kept:,} samples, fuse read {fused_split.samples_in:,}: "
+                + ("; ".join(why) or "see the log")
+            )
     for split, fused in summary.fuses.items():
         if fused.reused:
             note = "reused earlier output"
@@ -210,4 +241,5 @@ def format_summary(summary: RunSummary) -> str:
         lines.append(f"unreadable granule {failed.name}: {failed.error}")
     for fused in summary.fuses.values():
         lines += [f"unreadable batch file {item.path}: {item.reason}" for item in fused.skipped]
+    lines += notes
     return "\n".join(line.rstrip() for line in lines)

@@ -37,12 +37,15 @@ from affine import Affine
 from numpy.typing import DTypeLike
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
+from rasterio.errors import RasterioIOError
 from rasterio.io import DatasetReader
 from rasterio.warp import reproject, transform
 from rasterio.windows import Window
 
+from gedidata.errors import DatasetReadError
 from gedidata.geometry import WINDOW_SIZE, PixelWindow
 from gedidata.quality import horn_slope_percent
+from gedidata.sources.signing import redact
 
 __all__ = [
     "read_dem_with_slope",
@@ -284,6 +287,8 @@ def read_mosaic_many(
     out = np.full((len(dst_transforms), rows, cols), nodata, dtype=dtype)
     if len(datasets) != len(dst_transforms):
         raise ValueError(f"{len(datasets)} lists of tiles for {len(dst_transforms)} windows")
+    if not dst_transforms:  # (every window of a chunk may have been rejected already)
+        return out
     dst_crs = CRS.from_user_input(dst_crs)
     done = np.zeros(len(dst_transforms), dtype=bool)
     if resampling in (Resampling.nearest, Resampling.bilinear) and cols >= 2:
@@ -714,7 +719,7 @@ def _read_windows(
             if last > first:  # one read across the run: GDAL fetches its blocks together
                 height_px = min((last + 1) * block_rows, dataset.height) - first * block_rows
                 line = Window(column * block_cols, first * block_rows, 1, height_px)
-                dataset.read(band, window=line)
+                _read(dataset, band, line)
         members = members_of[k]
         top, bottom = (
             max(i * block_rows, int(r0[members].min())),
@@ -724,7 +729,7 @@ def _read_windows(
             max(j * block_cols, int(c0[members].min())),
             min((j + 1) * block_cols, int(c1[members].max())),
         )
-        part = dataset.read(band, window=Window(left, top, right - left, bottom - top))
+        part = _read(dataset, band, Window(left, top, right - left, bottom - top))
         a0, a1 = np.maximum(c0[members], left), np.minimum(c1[members], right)
         b0, b1 = np.maximum(r0[members], top), np.minimum(r1[members], bottom)
         takes = (a0 < a1) & (b0 < b1)
@@ -753,6 +758,16 @@ def _read_windows(
                 y0 - top : y1 - top, x0 - left : x1 - left
             ]
     return out
+
+
+def _read(dataset: DatasetReader, band: int, window: Window) -> np.ndarray:
+    """``dataset.read`` of one window; a failure names the dataset by its band, not its
+    URL (which may carry a signature), and keeps the dataset for the caller."""
+    try:
+        return dataset.read(band, window=window)
+    except RasterioIOError as error:
+        message = redact(str(error))  # (GDAL's message quotes the signed URL)
+        raise DatasetReadError(f"reading pixels failed: {message[:250]}", dataset) from None
 
 
 def _column_runs(
@@ -930,7 +945,7 @@ class _Group:
         chunk = np.full((r1 - r0, c1 - c0), nodata, dtype=work)
         filled = np.zeros(chunk.shape, dtype=bool)
         for member, c, r in placed:
-            data = member.dataset.read(band, window=member.window)
+            data = _read(member.dataset, band, member.window)
             valid = ~_is_nodata(data, member.dataset.nodata) & ~_is_nodata(data, nodata)
             rows = slice(r - r0, r - r0 + data.shape[0])
             cols = slice(c - c0, c - c0 + data.shape[1])

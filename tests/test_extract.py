@@ -328,7 +328,7 @@ def test_progress_comes_per_chunk_and_chunks_change_nothing(world, profile, tmp_
         def __init__(self) -> None:
             self.updates: list[Counter] = []
 
-        def map_unordered(self, function, tasks, on_progress=None):
+        def map_unordered(self, function, tasks, on_progress=None, on_retry=None):
             def record(update):
                 self.updates.append(update)
                 on_progress(update)
@@ -381,7 +381,9 @@ def test_unreadable_files_fail_only_their_footprints(
         if broken is not None:
             served.file_server.fail("/" + broken, status=404, count=10_000)
         try:
-            config = PipelineConfig(output_dir=tmp_path / name, batch_size=10, num_processors=1)
+            config = PipelineConfig(
+                output_dir=tmp_path / name, batch_size=10, num_processors=1, retry_pause=0
+            )
             # in a worker process: GDAL there remembers the failures, not in this one
             result = extract_split(config, "train", subset, profile, ProcessExecutor(1), False)
         finally:
@@ -428,7 +430,7 @@ def test_batches_are_written_as_they_complete(world, profile, tmp_path, monkeypa
     monkeypatch.setattr(extract, "_write_batch", recording_write)
 
     class Recording(SerialExecutor):
-        def map_unordered(self, function, tasks, on_progress=None):
+        def map_unordered(self, function, tasks, on_progress=None, on_retry=None):
             tasks = list(tasks)
             assert len(tasks) == 1  # one run of 5 batches
             return super().map_unordered(function, tasks, lambda _: events.append("progress"))
@@ -461,7 +463,7 @@ def test_workers_share_the_work_only_from_min_run_footprints(world, profile, tmp
     runs: list[int] = []
 
     class Recording(SerialExecutor):
-        def map_unordered(self, function, tasks, on_progress=None):
+        def map_unordered(self, function, tasks, on_progress=None, on_retry=None):
             tasks = list(tasks)
             runs.append(len(tasks))
             return super().map_unordered(function, tasks, on_progress)
@@ -499,8 +501,8 @@ def test_an_unreachable_stac_api_fails_every_footprint_and_writes_every_batch(
     world, served_world_factory, tmp_path
 ):
     """Searches are made by the main process, ahead of the workers: when they fail, each
-    footprint still gets its outcome, and every batch is written (empty), so a re-run
-    does not redo them unasked."""
+    footprint still gets its outcome (a transient one: read again at the end of the run
+    and by the next run), and every batch is written (empty)."""
     served = served_world_factory(world.root, world.item_files(PC), world.collection_files(PC))
     # an HTTP server that is not a STAC API: 404 for the landing page (not retried)
     broken = replace(
@@ -509,9 +511,12 @@ def test_an_unreachable_stac_api_fails_every_footprint_and_writes_every_batch(
     alps = scene_on(world, "32TMT", datetime(2021, 7, 3, tzinfo=UTC))
     subset = tmp_path / "subset.csv"
     pl.DataFrame(grid_rows(alps, 3, 3, 900)).write_csv(subset, separator=";")
-    config = PipelineConfig(output_dir=tmp_path / "out", batch_size=2, num_processors=1)
+    config = PipelineConfig(
+        output_dir=tmp_path / "out", batch_size=2, num_processors=1, retry_pause=0
+    )
     result = extract_split(config, "train", subset, broken, SerialExecutor(), progress=False)
     assert result.outcomes == {"read_error": 3}
+    assert result.retried == 3 and result.transient == 3
     ledger = pl.read_csv(result.ledger, separator=";")
     assert ledger["shot_number"].sort().to_list() == [900, 901, 902]
     # what failed, and where

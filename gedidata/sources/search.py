@@ -82,8 +82,14 @@ class SceneSearchResult:
     groups: int = 0
 
 
-def retrying_stac_io(retries: int = 5, backoff: float = 0.5, timeout: float = 60.0) -> StacApiIO:
-    """A `StacApiIO` that retries transient failures of every method, POST included."""
+def retrying_stac_io(
+    retries: int = 5, backoff: float = 0.5, timeout: float | tuple[float, float] = (10.0, 60.0)
+) -> StacApiIO:
+    """A `StacApiIO` that retries transient failures of every method, POST included.
+
+    ``timeout`` is requests' (connect, read) seconds per attempt; a read timeout is
+    retried like a 5xx.
+    """
     retry = Retry(
         total=retries,
         backoff_factor=backoff,
@@ -115,7 +121,10 @@ class SceneSearch:
         self.stac_io = stac_io or retrying_stac_io()
         self.http_requests = 0
         self.stac_io.session.hooks["response"].append(self._count_response)
-        self.client = Client.open(profile.stac_url, stac_io=self.stac_io)
+        # (Client.open sets the StacApiIO's timeout to its own argument, None by default)
+        self.client = Client.open(
+            profile.stac_url, stac_io=self.stac_io, timeout=self.stac_io.timeout
+        )
         self.push_query = self.client.conforms_to(ConformanceClasses.QUERY)
         self.push_sort = self.client.conforms_to(ConformanceClasses.SORT)
 
