@@ -189,6 +189,40 @@ def test_item2_an_empty_split_flows_through_every_stage(world, source, tmp_path)
     assert outcomes(tmp_path / "out", "test") == {}
 
 
+@pytest.mark.parametrize(
+    ("granules", "extra", "unreadable"),
+    [
+        ("both", ["--bbox", "0", "0", "1", "1"], 0),  # a box with no footprint in it
+        ("2020", ["--max-size-training", "0"], 0),  # one year only, and no training size
+        ("garbage", [], 1),  # every granule unreadable
+    ],
+    ids=["empty-bbox", "one-year-size-0", "unreadable-granules"],
+)
+def test_item2_empty_splits_from_combine_end_well(
+    granules, extra, unreadable, real_granules, source, tmp_path
+):
+    """Both splits empty, from the real granules: every stage runs, the fused files are
+    empty, the summary is printed (naming an unreadable granule), exit status 0."""
+    inputs = tmp_path / "granules"
+    inputs.mkdir()
+    if granules == "garbage":
+        (inputs / real_granules[0].name).write_bytes(b"not HDF5 at all" * 100)
+    for granule in real_granules if granules == "both" else real_granules[:1]:
+        if granules != "garbage":
+            (inputs / granule.name).symlink_to(granule)
+    out = tmp_path / "out"
+    command = [*SHORT_RUNS_CLI, str(out), "--input", str(inputs), "--source", str(source),
+               "-q", "--retry-pause", "0", *extra]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "gedidata run summary" in done.stdout
+    for split in ("train", "test"):
+        assert check_file(out / f"{split}_dataset.h5") == 0
+        assert outcomes(out, split) == {}
+    assert done.stdout.count("unreadable granule") == unreadable
+
+
 # ----------------------------------------------------------------------------- item 3
 
 
