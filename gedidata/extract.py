@@ -342,9 +342,8 @@ def extract_split(
     ledgers = [ledger_dir / INVALID_LEDGER] + [
         _ledger_path(ledger_dir, config.batch_size, index) for index in range(len(plans))
     ]
-    result.outcomes = Counter()
     for index, path in enumerate(ledgers):
-        outcomes = read_outcomes(path) if path.exists() else None
+        outcomes = read_outcomes(path)
         if outcomes is not None:
             result.outcomes.update(outcomes)
         elif index:  # a batch never written: its worker died every time

@@ -61,18 +61,6 @@ def write_ledger(path: Path, entries: Iterable[LedgerEntry]) -> None:
         )
 
 
-def read_outcomes(path: Path) -> Counter[str] | None:
-    """The outcomes a ledger holds, counted; None when it is missing or unreadable."""
-    try:
-        with path.open(newline="") as handle:
-            reader = csv.reader(handle, delimiter=";")
-            if next(reader, None) != list(LEDGER_COLUMNS):
-                return None
-            return Counter(row[1] for row in reader if len(row) >= 2)
-    except (OSError, UnicodeDecodeError, csv.Error):
-        return None
-
-
 def read_entries(path: Path) -> list[LedgerEntry] | None:
     """A ledger's entries; None when it is missing or unreadable."""
     try:
@@ -83,6 +71,12 @@ def read_entries(path: Path) -> list[LedgerEntry] | None:
             return [LedgerEntry(int(shot), *rest) for shot, *rest in reader]
     except (OSError, UnicodeDecodeError, csv.Error, ValueError, TypeError):
         return None
+
+
+def read_outcomes(path: Path) -> Counter[str] | None:
+    """The outcomes a ledger holds, counted; None when it is missing or unreadable."""
+    entries = read_entries(path)
+    return None if entries is None else Counter(entry.outcome for entry in entries)
 
 
 def merge_ledgers(parts: Sequence[Path], target: Path) -> None:

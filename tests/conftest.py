@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+
+from gedidata.sources.profiles import PLANETARY_COMPUTER, profile_toml
+from gedidata.testing.world import default_test_world, write_world
 
 pytest_plugins = ["gedidata.testing.pytest_plugin"]
 
@@ -45,3 +49,30 @@ def run_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
         timeout=300,
         check=False,
     )
+
+
+# The offline world, served (file server + STAC API), and its profile as a `--source`
+# file: one of each per test module that asks.
+
+PC_LAYOUT = "planetary-computer"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return write_world(default_test_world(tmp_path_factory.mktemp("world")))
+
+
+@pytest.fixture(scope="module")
+def served(world, served_world_factory):
+    return served_world_factory(
+        world.root, world.item_files(PC_LAYOUT), world.collection_files(PC_LAYOUT)
+    )
+
+
+@pytest.fixture(scope="module")
+def source(served, tmp_path_factory) -> Path:
+    """The profile of the served world, as a file for `--source`."""
+    profile = replace(PLANETARY_COMPUTER, stac_url=served.stac_url, gdal_env=served.gdal_env)
+    path = tmp_path_factory.mktemp("profile") / "offline.toml"
+    path.write_text(profile_toml(profile))
+    return path

@@ -20,20 +20,13 @@ from gedidata.extract import extract_split
 from gedidata.gedi import DELTA_TIME_EPOCH
 from gedidata.schema import check_file, read_arrays
 from gedidata.sources.profiles import PLANETARY_COMPUTER, profile_toml
-from gedidata.testing.world import default_test_world, write_world
 from tests.conftest import run_cli
 
 PC = "planetary-computer"
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return write_world(default_test_world(tmp_path_factory.mktemp("world")))
-
-
-@pytest.fixture(scope="module")
-def profile(world, served_world_factory):
-    served = served_world_factory(world.root, world.item_files(PC), world.collection_files(PC))
+def profile(served):
     return replace(PLANETARY_COMPUTER, stac_url=served.stac_url, gdal_env=served.gdal_env)
 
 

@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import time
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,34 +22,13 @@ import polars as pl
 import pytest
 
 from gedidata.schema import check_file, read_arrays
-from gedidata.sources.profiles import PLANETARY_COMPUTER, profile_toml
 from gedidata.testing import pixels
 from gedidata.testing.servers import StacProxy, sign_hrefs
-from gedidata.testing.world import default_test_world, write_world
 from tests.conftest import SHORT_RUNS_CLI
 from tests.test_extract import PC, grid_rows, scene_on
 
 EXIT_TRANSIENT = 3
 CLEAN_DAY = datetime(2021, 7, 3, tzinfo=UTC)  # 32TMT: cloud-free, baseline 05.00
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return write_world(default_test_world(tmp_path_factory.mktemp("world")))
-
-
-@pytest.fixture(scope="module")
-def served(world, served_world_factory):
-    return served_world_factory(world.root, world.item_files(PC), world.collection_files(PC))
-
-
-@pytest.fixture(scope="module")
-def source(served, tmp_path_factory) -> Path:
-    """The profile of the served world, as a file for `--source`."""
-    profile = replace(PLANETARY_COMPUTER, stac_url=served.stac_url, gdal_env=served.gdal_env)
-    path = tmp_path_factory.mktemp("profile") / "offline.toml"
-    path.write_text(profile_toml(profile))
-    return path
 
 
 @pytest.fixture

@@ -21,8 +21,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,42 +30,15 @@ import pytest
 
 from gedidata.lock import lock_path
 from gedidata.schema import check_file, read_arrays
-from gedidata.sources.profiles import PLANETARY_COMPUTER, profile_toml
 from gedidata.testing.servers import StacProxy
-from gedidata.testing.world import default_test_world, write_world
 from tests.conftest import SHORT_RUNS_CLI, run_cli
-from tests.test_extract import PC, grid_rows, scene_on
+from tests.test_faults import clean_rows
 from tests.test_output_dir import SEGFAULT, in_namespace, one_line_error, user_namespaces
 
 EXIT_ERROR = 2
-CLEAN_DAY = datetime(2021, 7, 3, tzinfo=UTC)  # 32TMT: cloud-free, baseline 05.00
 FOOTPRINTS = 20
 BATCH = 4  # 20 footprints: batches batch_4_0 … batch_4_4
 TIMEOUT = 240
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return write_world(default_test_world(tmp_path_factory.mktemp("world")))
-
-
-@pytest.fixture(scope="module")
-def served(world, served_world_factory):
-    return served_world_factory(world.root, world.item_files(PC), world.collection_files(PC))
-
-
-@pytest.fixture(scope="module")
-def source(served, tmp_path_factory) -> Path:
-    """The profile of the served world, as a file for `--source`."""
-    profile = replace(PLANETARY_COMPUTER, stac_url=served.stac_url, gdal_env=served.gdal_env)
-    path = tmp_path_factory.mktemp("profile") / "offline.toml"
-    path.write_text(profile_toml(profile))
-    return path
-
-
-def clean_rows(world, count: int, first_shot: int) -> list[dict]:
-    """Footprints on a grid over the cloud-free scene (each extracted `ok`)."""
-    return grid_rows(scene_on(world, "32TMT", CLEAN_DAY), count, 14, first_shot)
 
 
 def write_csv(path: Path, rows: list[dict]) -> Path:

@@ -16,19 +16,9 @@ from gedidata.sources.harmonize import harmonization
 from gedidata.sources.profiles import EARTH_SEARCH, PLANETARY_COMPUTER, S2_BANDS
 from gedidata.sources.search import FootprintQuery, SceneSearch
 from gedidata.testing.pixels import dem_elevation
-from gedidata.testing.world import SceneSpec, WorldSpec, default_test_world, write_world
+from gedidata.testing.world import SceneSpec, WorldSpec, write_world
 
 PC = "planetary-computer"
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return write_world(default_test_world(tmp_path_factory.mktemp("world")))
-
-
-@pytest.fixture(scope="module")
-def served(world, served_world_factory):
-    return served_world_factory(world.root, world.item_files(PC), world.collection_files(PC))
 
 
 def scene_search(served, **kwargs) -> SceneSearch:
