@@ -25,7 +25,7 @@ SHOTS_PER_BEAM_DIVISOR = 8
 
 
 def generate(gedi_dir: Path, count: int, shots: int) -> list[Path]:
-    from gedidata.testing import write_granules
+    from gedidata.offline import write_granules
 
     marker = gedi_dir / f".complete-{count}x{shots}"
     if marker.exists():
@@ -51,8 +51,8 @@ def generate(gedi_dir: Path, count: int, shots: int) -> list[Path]:
 
 def run_child(input_dir: Path, output_dir: Path, processes: int) -> None:
     """Run combine in this (fresh) process and print its figures as JSON."""
-    from gedidata.combine import combine
     from gedidata.config import PipelineConfig
+    from gedidata.stages.combine.combine import combine
 
     started = time.monotonic()
     result = combine(

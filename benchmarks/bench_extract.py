@@ -40,10 +40,10 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from gedidata.config import PipelineConfig
-from gedidata.extract import CLOUD_OPTIMIZED_GDAL, extract_split
-from gedidata.gedi import DELTA_TIME_EPOCH
-from gedidata.geometry import window_offsets
+from gedidata.domain.gedi import DELTA_TIME_EPOCH
+from gedidata.domain.geometry import window_offsets
 from gedidata.sources.profiles import BAND_RESOLUTION, PLANETARY_COMPUTER, S2_BANDS
+from gedidata.stages.extract.driver import CLOUD_OPTIMIZED_GDAL, extract_split
 
 if TYPE_CHECKING:
     import polars as pl
@@ -441,8 +441,8 @@ def plot_scaling(
 
 
 def main() -> None:
-    from gedidata.testing.servers import StacProxy, serve_world
-    from gedidata.testing.world import SceneSpec, WorldSpec, write_world
+    from gedidata.offline.servers import StacProxy, serve_world
+    from gedidata.offline.world import SceneSpec, WorldSpec, write_world
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--footprints", type=int, default=2000)

@@ -31,8 +31,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from gedidata.fuse import BLOCK_SAMPLES, batch_files, fuse_files
-from gedidata.schema import DATASETS, GROUP, create_datasets, write_samples
+from gedidata.stages.fuse import BLOCK_SAMPLES, batch_files, fuse_files
+from gedidata.store.schema import DATASETS, GROUP, create_datasets, write_samples
 
 TRAINING_RECORD = ("Sentinel-2 L2A", "CopDEM", "WorldCover", "AGBD Raster", "AGBD Values")
 
@@ -132,7 +132,7 @@ def peak_rss_of_fuse(files: list[Path], target: Path) -> float:
     """Peak RSS (MB) of a fresh process that fuses `files`."""
     code = (
         "import json, resource, sys\nfrom pathlib import Path\n"
-        "from gedidata.fuse import fuse_files\n"
+        "from gedidata.stages.fuse import fuse_files\n"
         "files = [Path(p) for p in json.loads(sys.argv[1])]\n"
         "fuse_files(files, Path(sys.argv[2]))\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"

@@ -16,7 +16,7 @@ from typing import Any, ClassVar, NoReturn
 from gedidata import __version__
 from gedidata.config import STAGES, PipelineConfig, SclLimits
 from gedidata.errors import GedidataError, InputError
-from gedidata.logs import configure_logging  # (every handler it installs redacts tokens)
+from gedidata.runtime.logs import configure_logging  # (every handler it installs redacts tokens)
 
 logger = logging.getLogger("gedidata")
 
@@ -373,7 +373,7 @@ def build_inspect_parser() -> argparse.ArgumentParser:
 
 def inspect_main(argv: Sequence[str]) -> int:
     """`gedidata inspect FILE [--gallery PNG]`: exit 0 when the file follows the schema."""
-    from gedidata.inspection import format_report, inspect_file
+    from gedidata.report.inspection import format_report, inspect_file
 
     args = build_inspect_parser().parse_args(argv)
     configure_logging(0, False, None)
@@ -389,7 +389,7 @@ def inspect_main(argv: Sequence[str]) -> int:
         if not report.samples:
             logger.error("%s holds no samples: no gallery drawn", args.file)
             return EXIT_ERROR
-        from gedidata.gallery import draw_gallery
+        from gedidata.report.gallery import draw_gallery
 
         print(f"gallery: {draw_gallery(args.file, args.gallery, args.samples, args.seed)}")
     return 0
@@ -401,8 +401,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return inspect_main(argv[1:])
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose, args.quiet, args.log_file)
-    from gedidata.interrupts import restore_python_sigint
     from gedidata.pipeline import format_summary, fuse_only, run_pipeline
+    from gedidata.runtime.interrupts import restore_python_sigint
 
     restore_python_sigint()  # (after polars is imported: Ctrl-C must stop waits too)
     if hasattr(signal, "SIGXFSZ"):  # past a file size limit: an OSError to report, not a kill

@@ -20,10 +20,10 @@ from datetime import timedelta
 from pathlib import Path
 
 from gedidata.config import PipelineConfig
+from gedidata.offline import orbit_at, write_granule
+from gedidata.offline.servers import serve_world
+from gedidata.offline.world import GeneratedScene, World, default_test_world, write_world
 from gedidata.sources.profiles import PLANETARY_COMPUTER, profile_toml
-from gedidata.testing import orbit_at, write_granule
-from gedidata.testing.servers import serve_world
-from gedidata.testing.world import GeneratedScene, World, default_test_world, write_world
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +84,8 @@ def demo_gallery(output_dir: Path) -> Path | None:
     Kept when it is newer than the dataset (a re-run changes nothing); None when the
     train set is empty.
     """
-    from gedidata.gallery import draw_gallery
-    from gedidata.schema import check_file
+    from gedidata.report.gallery import draw_gallery
+    from gedidata.store.schema import check_file
 
     dataset, gallery = output_dir / "train_dataset.h5", output_dir / "train_gallery.png"
     if gallery.exists() and gallery.stat().st_mtime_ns >= dataset.stat().st_mtime_ns:

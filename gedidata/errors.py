@@ -58,7 +58,7 @@ class DatasetReadError(AssetReadError):
 
 
 class OutputBusyError(GedidataError):
-    """Another gedidata run holds the output folder (its lock, `gedidata.lock`)."""
+    """Another gedidata run holds the output folder (its lock, `gedidata.store.lock`)."""
 
 
 class OutputWriteError(GedidataError):

@@ -7,18 +7,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gedidata.atomic import write_failures_named
-from gedidata.batches import batch_dir
-from gedidata.combine import CombineResult, combine, combined_csv_path
 from gedidata.config import SPLITS, PipelineConfig
+from gedidata.domain.batches import batch_dir
+from gedidata.domain.gedi import REJECTION_REASONS
 from gedidata.errors import InputError
-from gedidata.extract import ExtractResult, extract_split
-from gedidata.footprints import scan_footprints
-from gedidata.fuse import FUSED_NAME, FuseResult, batch_files, fuse_directory
-from gedidata.gedi import REJECTION_REASONS
-from gedidata.lock import OutputLock, prepare_output_dir
 from gedidata.sources.profiles import load_profile
-from gedidata.subset import SubsetResult, subset_csv_path, subset_split
+from gedidata.stages.combine.combine import CombineResult, combine, combined_csv_path
+from gedidata.stages.extract.driver import ExtractResult, extract_split
+from gedidata.stages.fuse import FUSED_NAME, FuseResult, batch_files, fuse_directory
+from gedidata.stages.subset import SubsetResult, subset_csv_path, subset_split
+from gedidata.store.atomic import write_failures_named
+from gedidata.store.footprints_csv import scan_footprints
+from gedidata.store.lock import OutputLock, prepare_output_dir
 
 logger = logging.getLogger(__name__)
 

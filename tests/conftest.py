@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from gedidata.offline.world import default_test_world, write_world
 from gedidata.sources.profiles import PLANETARY_COMPUTER, profile_toml
-from gedidata.testing.world import default_test_world, write_world
 
-pytest_plugins = ["gedidata.testing.pytest_plugin"]
+pytest_plugins = ["gedidata.offline.pytest_plugin"]
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -32,7 +32,7 @@ def real_granules() -> list[Path]:
 SHORT_RUNS_CLI = [
     sys.executable,
     "-c",
-    "import sys, gedidata.extract as extract; extract.MIN_RUN_FOOTPRINTS = 1; "
+    "import sys, gedidata.stages.extract.driver as extract; extract.MIN_RUN_FOOTPRINTS = 1; "
     "from gedidata.cli import main; sys.exit(main())",
 ]
 """The command line, with extract sharing even a few batches among its workers (as it

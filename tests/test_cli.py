@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from gedidata.cli import EXIT_ERROR
-from gedidata.testing import write_granule
+from gedidata.offline import write_granule
 from tests.conftest import run_cli
 
 
@@ -59,7 +59,7 @@ def test_world_command_writes_granules(tmp_path):
     import sys
 
     result = subprocess.run(
-        [sys.executable, "-m", "gedidata.testing", "gedi", tmp_path / "g", "--count", "3",
+        [sys.executable, "-m", "gedidata.offline", "gedi", tmp_path / "g", "--count", "3",
          "--year", "2021", "--shots-per-beam", "20"],
         capture_output=True, text=True, check=False,
     )  # fmt: skip

@@ -21,11 +21,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from gedidata.schema import check_file, read_arrays
-from gedidata.testing import pixels
-from gedidata.testing.servers import StacProxy, sign_hrefs
+from gedidata.offline import pixels
+from gedidata.offline.servers import StacProxy, sign_hrefs
+from gedidata.store.schema import check_file, read_arrays
 from tests.conftest import SHORT_RUNS_CLI
-from tests.test_extract import PC, grid_rows, scene_on
+from tests.stages.test_extract import PC, grid_rows, scene_on
 
 EXIT_TRANSIENT = 3
 CLEAN_DAY = datetime(2021, 7, 3, tzinfo=UTC)  # 32TMT: cloud-free, baseline 05.00

@@ -28,12 +28,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from gedidata.lock import lock_path
-from gedidata.schema import check_file, read_arrays
-from gedidata.testing.servers import StacProxy
+from gedidata.offline.servers import StacProxy
+from gedidata.store.lock import lock_path
+from gedidata.store.schema import check_file, read_arrays
 from tests.conftest import SHORT_RUNS_CLI, run_cli
+from tests.store.test_output_dir import SEGFAULT, in_namespace, one_line_error, user_namespaces
 from tests.test_faults import clean_rows
-from tests.test_output_dir import SEGFAULT, in_namespace, one_line_error, user_namespaces
 
 EXIT_ERROR = 2
 FOOTPRINTS = 20
@@ -479,8 +479,8 @@ CORRUPTING_CLI = [
     textwrap.dedent("""
         import os, sys
         from pathlib import Path
-        import gedidata.extract as extract
-        import gedidata.fuse as fuse
+        import gedidata.stages.extract.driver as extract
+        import gedidata.stages.fuse as fuse
         extract.MIN_RUN_FOOTPRINTS = 1
         batch_files = fuse.batch_files
         def corrupting(directory):
