@@ -42,7 +42,8 @@ from rasterio.windows import Window
 from gedidata.config import PipelineConfig
 from gedidata.domain.gedi import DELTA_TIME_EPOCH
 from gedidata.domain.geometry import window_offsets
-from gedidata.sources.profiles import BAND_RESOLUTION, PLANETARY_COMPUTER, S2_BANDS
+from gedidata.domain.schema import S2_BANDS
+from gedidata.sources.profiles import BAND_RESOLUTION, PLANETARY_COMPUTER
 from gedidata.stages.extract.driver import CLOUD_OPTIMIZED_GDAL, extract_split
 
 if TYPE_CHECKING:

@@ -31,8 +31,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from gedidata.stages.fuse import BLOCK_SAMPLES, batch_files, fuse_files
-from gedidata.store.schema import DATASETS, GROUP, create_datasets, write_samples
+from gedidata.domain.schema import DATASETS, GROUP
+from gedidata.stages.fuse import batch_files, fuse_files
+from gedidata.store.samples_h5 import BLOCK_SAMPLES, create_datasets, write_samples
 
 TRAINING_RECORD = ("Sentinel-2 L2A", "CopDEM", "WorldCover", "AGBD Raster", "AGBD Values")
 

@@ -85,7 +85,7 @@ def demo_gallery(output_dir: Path) -> Path | None:
     train set is empty.
     """
     from gedidata.report.gallery import draw_gallery
-    from gedidata.store.schema import check_file
+    from gedidata.store.samples_h5 import check_file
 
     dataset, gallery = output_dir / "train_dataset.h5", output_dir / "train_gallery.png"
     if gallery.exists() and gallery.stat().st_mtime_ns >= dataset.stat().st_mtime_ns:

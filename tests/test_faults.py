@@ -23,7 +23,7 @@ import pytest
 
 from gedidata.offline import pixels
 from gedidata.offline.servers import StacProxy, sign_hrefs
-from gedidata.store.schema import check_file, read_arrays
+from gedidata.store.samples_h5 import check_file, read_arrays
 from tests.conftest import SHORT_RUNS_CLI
 from tests.stages.test_extract import PC, grid_rows, scene_on
 

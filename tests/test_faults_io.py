@@ -30,7 +30,7 @@ import pytest
 
 from gedidata.offline.servers import StacProxy
 from gedidata.store.lock import lock_path
-from gedidata.store.schema import check_file, read_arrays
+from gedidata.store.samples_h5 import check_file, read_arrays
 from tests.conftest import SHORT_RUNS_CLI, run_cli
 from tests.store.test_output_dir import SEGFAULT, in_namespace, one_line_error, user_namespaces
 from tests.test_faults import clean_rows

@@ -7,7 +7,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from gedidata.store.schema import GROUP, check_file, read_arrays
+from gedidata.domain.schema import GROUP
+from gedidata.store.samples_h5 import check_file, read_arrays
 from tests.conftest import run_cli
 
 DEMO_ARGS = ("--max-size-training", "200", "--max-size-test", "120", "--batch-size", "70",

@@ -15,10 +15,11 @@ miss a pixel the disk just reaches; the exact test has no such error and needs n
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 from affine import Affine
 
 from gedidata.domain.geometry import WINDOW_SIZE
-from gedidata.store.schema import AGBD_NODATA
+from gedidata.domain.schema import AGBD_NODATA
 
 FOOTPRINT_RADIUS_M = 12.5
 """Radius of a GEDI footprint (25 m diameter)."""
@@ -55,7 +56,9 @@ def agbd_disk(
     return raster
 
 
-def _distance_to_intervals(value: float, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+def _distance_to_intervals(
+    value: float, start: npt.NDArray[np.float64], end: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
     """Distance from `value` to each closed interval between `start` and `end`."""
     low, high = np.minimum(start, end), np.maximum(start, end)
     return np.maximum(np.maximum(low - value, value - high), 0.0)

@@ -18,8 +18,9 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from gedidata.domain.quality import SCL_CLASSES, WORLDCOVER_CLASSES
+from gedidata.domain.schema import AGBD_NODATA, BAND_NAMES, COPDEM_NODATA, GROUP
 from gedidata.store.atomic import atomic_output
-from gedidata.store.schema import AGBD_NODATA, BAND_NAMES, COPDEM_NODATA, GROUP, check_file
+from gedidata.store.samples_h5 import check_file
 
 SCL_COLOURS: dict[int, str] = {
     0: "#000000",

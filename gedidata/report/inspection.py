@@ -18,9 +18,9 @@ import h5py
 import numpy as np
 
 from gedidata.domain.quality import WORLDCOVER_CLASSES
+from gedidata.domain.schema import BAND_NAMES, COPDEM_BANDS, GROUP
 from gedidata.report.stats import STATISTICS_DATASETS, ChannelStats, read_statistics
-from gedidata.stages.fuse import BLOCK_SAMPLES
-from gedidata.store.schema import BAND_NAMES, COPDEM_BANDS, GROUP, SchemaError, check_file
+from gedidata.store.samples_h5 import BLOCK_SAMPLES, SchemaError, check_file
 
 CHANNEL_NAMES: dict[str, tuple[str, ...]] = {
     "Sentinel-2 L2A": BAND_NAMES,
@@ -62,9 +62,10 @@ def inspect_file(path: str | Path) -> FileReport:
     with h5py.File(path, "r") as file:
         report.attributes = {key: _plain(value) for key, value in file.attrs.items()}
         group = file[GROUP]
-        stored = {name: read_statistics(group[name]) for name in STATISTICS_DATASETS}
-        report.statistics_stored = all(value is not None for value in stored.values())
-        computed = {} if report.statistics_stored else {n: ChannelStats(n) for n in stored}
+        read = {name: read_statistics(group[name]) for name in STATISTICS_DATASETS}
+        stored = {name: stats for name, stats in read.items() if stats is not None}
+        report.statistics_stored = len(stored) == len(read)
+        computed = {} if report.statistics_stored else {n: ChannelStats(n) for n in read}
         scenes: set[str] = set()
         for start in range(0, report.samples, BLOCK_SAMPLES):
             block = slice(start, start + BLOCK_SAMPLES)
@@ -78,10 +79,11 @@ def inspect_file(path: str | Path) -> FileReport:
             scenes.update(group["Sentinel-2 Product Name"].asstr()[block][:, 0].tolist())
         report.scenes = len(scenes)
         report.shots_unique = int(np.unique(group["GEDI Shot Number"][:, 0]).size)
-        report.statistics = {
-            name: stored[name] if report.statistics_stored else computed[name].result()
-            for name in STATISTICS_DATASETS
-        }
+        report.statistics = (
+            stored
+            if report.statistics_stored
+            else {name: computed[name].result() for name in STATISTICS_DATASETS}
+        )
     return report
 
 
@@ -119,7 +121,7 @@ def format_report(report: FileReport) -> str:
     origin = "stored by fuse" if report.statistics_stored else "computed now"
     lines.append(f"per-band statistics of valid pixels ({origin}):")
     header = ("dataset", "band", "valid", "mean", "std", "min", "max")
-    rows = [header]
+    rows: list[tuple[str, ...]] = [header]
     for name, stats in report.statistics.items():
         for channel, band in enumerate(CHANNEL_NAMES[name]):
             rows.append(

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from gedidata.store.schema import BY_NAME, NODATA
+from gedidata.domain.schema import BY_NAME, NODATA
 
 STATISTICS_DATASETS: tuple[str, ...] = ("Sentinel-2 L2A", "CopDEM", "AGBD Raster", "AGBD Values")
 """Datasets whose channels get statistics (WorldCover is a class map: no mean)."""

@@ -14,23 +14,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
+# TEMPORARY re-export of S2_BANDS (the channel order, now in gedidata.domain.schema):
+# stages/extract, being split in parallel, imports it from here. Remove at merge.
+from gedidata.domain.schema import S2_BANDS as S2_BANDS
 from gedidata.errors import InputError
-
-S2_BANDS: tuple[str, ...] = (
-    "SCL",
-    "B02",
-    "B03",
-    "B04",
-    "B05",
-    "B06",
-    "B07",
-    "B08",
-    "B8A",
-    "B09",
-    "B11",
-    "B12",
-)
-"""Channel order of the `Sentinel-2 L2A` dataset."""
 
 BAND_RESOLUTION: Mapping[str, int] = MappingProxyType(
     {

@@ -1,9 +1,9 @@
 """Stage 4, fuse: batch files → one dataset file (SPEC §5).
 
-`fuse_files` streams the batch files into one file with the schema of `gedidata.store.schema`,
+`fuse_files` streams the batch files into one file with the layout of `gedidata.domain.schema`,
 a block of samples at a time (memory does not grow with the dataset):
 
-1. plan: every batch file is checked (`schema.check_open_file`: readable, every dataset of
+1. plan: every batch file is checked (`samples_h5.check_open_file`: readable, every dataset of
    the right dtype and shape, equal lengths); a file that fails is named with its reason
    and skipped. The shot numbers of the readable files decide what is kept: the first
    occurrence of each shot number (in file order, then sample order) wins, later ones
@@ -38,13 +38,12 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
+from gedidata.domain.schema import DATASETS, GROUP, SCHEMA_VERSION
 from gedidata.errors import OutputWriteError
 from gedidata.report.stats import new_statistics, write_statistics
 from gedidata.store.atomic import HeldErrorFile, atomic_output, write_failure_reason
-from gedidata.store.schema import (
-    DATASETS,
-    GROUP,
-    SCHEMA_VERSION,
+from gedidata.store.samples_h5 import (
+    BLOCK_SAMPLES,
     SchemaError,
     check_open_file,
     create_datasets,
@@ -56,9 +55,6 @@ logger = logging.getLogger(__name__)
 
 FUSED_NAME = "fused_dataset.h5"
 """File written by ``--fuse-hdf5-datasets DIR`` (in OUT), as the original tool did."""
-
-BLOCK_SAMPLES = 256
-"""Samples copied per read/write (~8 MiB of rasters): bounds fuse's memory."""
 
 SHOT_NUMBER = "GEDI Shot Number"
 

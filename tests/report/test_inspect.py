@@ -7,10 +7,10 @@ import numpy as np
 from matplotlib.image import imread
 
 from gedidata.cli import EXIT_ERROR
+from gedidata.domain.schema import GROUP
 from gedidata.report.gallery import choose_samples, true_colour
 from gedidata.report.inspection import inspect_file
 from gedidata.stages.fuse import fuse_files
-from gedidata.store.schema import GROUP
 from tests.conftest import run_cli
 from tests.stages.test_fuse import batch_arrays, write_batches
 

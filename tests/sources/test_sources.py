@@ -8,11 +8,11 @@ import json
 import pytest
 
 from gedidata.domain.harmonize import HarmonizationError, harmonization, processing_baseline
+from gedidata.domain.schema import S2_BANDS
 from gedidata.errors import InputError
 from gedidata.sources.profiles import (
     EARTH_SEARCH,
     PLANETARY_COMPUTER,
-    S2_BANDS,
     load_profile,
     profile_toml,
 )

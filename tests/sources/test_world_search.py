@@ -13,9 +13,10 @@ import shapely
 from rasterio.windows import Window
 
 from gedidata.domain.harmonize import harmonization
+from gedidata.domain.schema import S2_BANDS
 from gedidata.offline.pixels import dem_elevation
 from gedidata.offline.world import SceneSpec, WorldSpec, write_world
-from gedidata.sources.profiles import EARTH_SEARCH, PLANETARY_COMPUTER, S2_BANDS
+from gedidata.sources.profiles import EARTH_SEARCH, PLANETARY_COMPUTER
 from gedidata.sources.stac import FootprintQuery, SceneSearch
 
 PC = "planetary-computer"

@@ -19,7 +19,7 @@ from gedidata.errors import InputError
 from gedidata.runtime.executor import SerialExecutor
 from gedidata.sources.profiles import PLANETARY_COMPUTER, profile_toml
 from gedidata.stages.extract.driver import extract_split
-from gedidata.store.schema import check_file, read_arrays
+from gedidata.store.samples_h5 import check_file, read_arrays
 from tests.conftest import run_cli
 
 PC = "planetary-computer"

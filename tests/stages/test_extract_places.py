@@ -26,6 +26,7 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from gedidata.config import PipelineConfig
+from gedidata.domain.schema import BAND_NAMES
 from gedidata.offline import pixels
 from gedidata.offline.world import (
     GeneratedScene,
@@ -38,7 +39,7 @@ from gedidata.offline.world import (
 from gedidata.runtime.executor import SerialExecutor
 from gedidata.sources.profiles import BAND_RESOLUTION, PLANETARY_COMPUTER, SourceProfile
 from gedidata.stages.extract.driver import extract_split
-from gedidata.store.schema import BAND_NAMES, check_file, read_arrays
+from gedidata.store.samples_h5 import check_file, read_arrays
 from tests.raster.test_reader import (
     centres,
     dem_kink_distance,

@@ -12,11 +12,12 @@ import h5py
 import numpy as np
 import pytest
 
+from gedidata.domain.schema import DATASETS, GROUP
 from gedidata.errors import OutputExistsError
 from gedidata.offline import truncate_file
 from gedidata.report.stats import STATISTICS_DATASETS
 from gedidata.stages.fuse import batch_files, fuse_directory, fuse_files
-from gedidata.store.schema import DATASETS, GROUP, check_file, read_arrays, write_samples
+from gedidata.store.samples_h5 import check_file, read_arrays, write_samples
 from tests.conftest import REPO, run_cli
 
 

@@ -35,7 +35,7 @@ from gedidata.offline import write_granule
 from gedidata.runtime.executor import TasksLost
 from gedidata.store.atomic import HeldErrorFile, atomic_output
 from gedidata.store.lock import OutputLock, lock_path, prepare_output_dir
-from gedidata.store.schema import SchemaError, check_file
+from gedidata.store.samples_h5 import SchemaError, check_file
 from gedidata.store.state import RunState, file_stamp
 from tests.conftest import REPO, run_cli
 from tests.stages.test_fuse import write_batches
