@@ -41,11 +41,11 @@ def complete_batches(directory: Path, size: int) -> set[int]:
     """
     if not directory.is_dir():
         return set()
-    found: dict[int, list[str]] = {}
+    found: dict[int, dict[str, int]] = {}  # size -> {file name: batch index}
     for path in directory.iterdir():
         match = _BATCH_NAME.match(path.name)
         if match:
-            found.setdefault(int(match["size"]), []).append(path.name)
+            found.setdefault(int(match["size"]), {})[path.name] = int(match["index"])
     other = sorted(set(found) - {size})
     if other:
         example = sorted(found[other[0]])[0]
@@ -54,7 +54,7 @@ def complete_batches(directory: Path, size: int) -> set[int]:
             f"for --batch-size {size}; re-run with --batch-size {other[0]} to resume, or "
             "use another --output folder"
         )
-    return {int(_BATCH_NAME.match(name)["index"]) for name in found.get(size, [])}
+    return set(found.get(size, {}).values())
 
 
 def batch_order(

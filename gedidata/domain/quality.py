@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+import numpy.typing as npt
 
 from gedidata.config import SclLimits
 
@@ -151,13 +152,13 @@ def horn_slope_percent(elevation: np.ndarray, spacing_m: float = 10.0) -> np.nda
 
     NaN elevations give NaN slopes where they are used.
     """
-    z = np.asarray(elevation, dtype=np.float64)
+    z: npt.NDArray[np.float64] = np.asarray(elevation, dtype=np.float64)
     if z.ndim < 2 or min(z.shape[-2:]) < 3:
         raise ValueError(f"elevation: expected (..., h, w) of at least 3 x 3, got {z.shape}")
     if not spacing_m > 0:
         raise ValueError(f"spacing_m must be > 0, got {spacing_m}")
 
-    def shifted(dr: int, dc: int) -> np.ndarray:
+    def shifted(dr: int, dc: int) -> npt.NDArray[np.float64]:
         rows, cols = z.shape[-2:]
         return z[..., 1 + dr : rows - 1 + dr, 1 + dc : cols - 1 + dc]
 

@@ -481,7 +481,9 @@ def plot_footprint_distribution(
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
     os.close(fd)
     try:
-        fig.canvas.print_png(tmp_name)
+        canvas = fig.canvas
+        assert isinstance(canvas, FigureCanvasAgg)  # attached by make_distribution_figure
+        canvas.print_png(tmp_name)
         os.chmod(tmp_name, 0o644)
         os.replace(tmp_name, path)
     except BaseException:

@@ -41,6 +41,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from multiprocessing import forkserver
 from multiprocessing.connection import Connection, wait
+from multiprocessing.context import ForkServerContext, SpawnContext
 from typing import Any, Protocol, TypeVar
 
 from gedidata.errors import GedidataError
@@ -152,7 +153,10 @@ class ProcessExecutor:
             raise ValueError("fork is not safe with GDAL/HDF5 handles; use forkserver or spawn")
         self.processes = max(1, processes)
         self.task_attempts = max(1, task_attempts)
-        self.context = multiprocessing.get_context(start_method)
+        context = multiprocessing.get_context(start_method)
+        if not isinstance(context, ForkServerContext | SpawnContext):  # fork is refused above
+            raise ValueError(f"unsupported start method {start_method!r}")
+        self.context = context
         if preload:
             self._start_server(list(preload))
 

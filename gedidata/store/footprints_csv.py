@@ -11,10 +11,14 @@ from __future__ import annotations
 import codecs
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from gedidata.errors import CsvFormatError
+
+if TYPE_CHECKING:
+    from polars.expr.whenthen import ChainedThen, Then
 
 SEPARATOR = ";"
 
@@ -241,7 +245,7 @@ def split_invalid_rows(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]
     # Kleene logic: a null value's later checks are null, but its `is_null` check is true.
     invalid = frame.select(pl.any_horizontal(fails for fails, _ in checks)).to_series()
     (fails, detail), *rest = checks
-    chain = pl.when(fails).then(detail)
+    chain: Then | ChainedThen = pl.when(fails).then(detail)
     for fails, detail in rest:  # a chain over the columns, not a loop over rows
         chain = chain.when(fails).then(detail)
     # Details are built for the invalid rows only: on millions of rows most are valid.

@@ -54,6 +54,8 @@ PART_DTYPE = np.dtype(
         (SHUFFLE_KEY, "<u8"),
     ]
 )
+PART_NAMES: tuple[str, ...] = PART_DTYPE.names or ()
+"""The field names of `PART_DTYPE`, in order."""
 MISSING_FLAG = 255
 
 
@@ -61,7 +63,7 @@ def write_part(frame: pl.DataFrame, keys: np.ndarray, path: Path) -> None:
     """Store `frame` (the columns of `PART_DTYPE`, `beam` as names) sorted by `keys`."""
     order = np.argsort(keys, kind="stable")
     rows = np.empty(frame.height, dtype=PART_DTYPE)
-    for name in PART_DTYPE.names:
+    for name in PART_NAMES:
         if name == SHUFFLE_KEY:
             rows[name] = keys
         elif name == "beam":
@@ -127,7 +129,7 @@ def _csv_frame(
     rows: np.ndarray, owner: np.ndarray, names: pl.Series, times: pl.Series
 ) -> pl.DataFrame:
     """The CSV columns of `rows`; `owner` is the index of each row's part."""
-    columns = {name: rows[name] for name in PART_DTYPE.names if name != SHUFFLE_KEY}
+    columns = {name: rows[name] for name in PART_NAMES if name != SHUFFLE_KEY}
     frame = pl.DataFrame(columns).with_columns(
         names.gather(owner),
         times.gather(owner),
